@@ -1,0 +1,20 @@
+use thiserror::Error;
+
+/// Everything an outside caller can get wrong about a domain value.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum CoreError {
+    #[error("invalid {what} `{value}`: {why}")]
+    Invalid {
+        what: &'static str,
+        value: String,
+        why: &'static str,
+    },
+    #[error("ttl `{value}` is out of bounds: must be between {min} and {max}")]
+    TtlOutOfBounds {
+        value: String,
+        min: String,
+        max: String,
+    },
+    #[error("scope is not a narrowing: {0}")]
+    NotNarrowing(String),
+}

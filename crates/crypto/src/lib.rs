@@ -1,0 +1,230 @@
+//! The only crate in Warrant that names crypto libraries.
+//!
+//! It owns Ed25519 signing keys and their `kid`s, signature verification,
+//! SHA-256, API-token generation and hashing, and randomness. Every other
+//! crate asks this one, so there is one place to audit.
+//!
+//! It must never do IO: keys come in and go out as PEM text or bytes; the
+//! caller decides where they live on disk.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::Signer as _;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::LineEnding};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+use zeroize::Zeroizing;
+
+#[derive(Debug, Error)]
+pub enum CryptoError {
+    #[error("the system's random number generator failed: {0}")]
+    Random(String),
+    #[error("cannot read the signing key: {0}")]
+    KeyDecode(String),
+    #[error("cannot encode the signing key: {0}")]
+    KeyEncode(String),
+    #[error("invalid public key")]
+    PublicKey,
+    #[error("signature does not verify")]
+    BadSignature,
+}
+
+/// A SHA-256 digest.
+pub type Sha256Digest = [u8; 32];
+
+pub fn sha256(data: &[u8]) -> Sha256Digest {
+    Sha256::digest(data).into()
+}
+
+/// Incremental SHA-256, for hashing a value from several parts.
+#[derive(Default, Clone)]
+pub struct Sha256Hasher(Sha256);
+
+impl Sha256Hasher {
+    pub fn new() -> Self {
+        Self(Sha256::new())
+    }
+    pub fn update(&mut self, data: &[u8]) -> &mut Self {
+        self.0.update(data);
+        self
+    }
+    pub fn finish(self) -> Sha256Digest {
+        self.0.finalize().into()
+    }
+}
+
+/// Fills `N` bytes from the operating system's CSPRNG.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).map_err(|e| CryptoError::Random(e.to_string()))?;
+    Ok(buf)
+}
+
+/// Compares two byte strings in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// An Ed25519 signing key and its `kid` (the RFC 7638 JWK thumbprint of
+/// its public key).
+pub struct SigningKey {
+    key: ed25519_dalek::SigningKey,
+    kid: String,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    pub fn generate() -> Result<Self, CryptoError> {
+        let seed = Zeroizing::new(random_bytes::<32>()?);
+        Ok(Self::from_key(ed25519_dalek::SigningKey::from_bytes(&seed)))
+    }
+
+    fn from_key(key: ed25519_dalek::SigningKey) -> Self {
+        let kid = ed25519_kid(&key.verifying_key().to_bytes());
+        Self { key, kid }
+    }
+
+    /// Reads a PKCS#8 PEM private key (`-----BEGIN PRIVATE KEY-----`).
+    pub fn from_pkcs8_pem(pem: &str) -> Result<Self, CryptoError> {
+        ed25519_dalek::SigningKey::from_pkcs8_pem(pem)
+            .map(Self::from_key)
+            .map_err(|e| CryptoError::KeyDecode(e.to_string()))
+    }
+
+    /// The key as PKCS#8 PEM. The caller must keep it secret (mode 0600).
+    pub fn to_pkcs8_pem(&self) -> Result<SecretString, CryptoError> {
+        let pem = self
+            .key
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| CryptoError::KeyEncode(e.to_string()))?;
+        Ok(SecretString::from(pem.as_str().to_owned()))
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        self.key.sign(msg).to_bytes()
+    }
+}
+
+/// The RFC 7638 thumbprint of an Ed25519 public key as an OKP JWK,
+/// base64url without padding. Used as the key's `kid`.
+pub fn ed25519_kid(public_key: &[u8; 32]) -> String {
+    // RFC 7638: members in lexicographic order, no whitespace.
+    let jwk = format!(
+        r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+        URL_SAFE_NO_PAD.encode(public_key)
+    );
+    URL_SAFE_NO_PAD.encode(sha256(jwk.as_bytes()))
+}
+
+/// Verifies an Ed25519 signature (strict: rejects non-canonical and
+/// small-order encodings).
+pub fn verify_ed25519(public_key: &[u8], msg: &[u8], sig: &[u8]) -> Result<(), CryptoError> {
+    let pk: [u8; 32] = public_key.try_into().map_err(|_| CryptoError::PublicKey)?;
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&pk).map_err(|_| CryptoError::PublicKey)?;
+    let sig: [u8; 64] = sig.try_into().map_err(|_| CryptoError::BadSignature)?;
+    let sig = ed25519_dalek::Signature::from_bytes(&sig);
+    vk.verify_strict(msg, &sig)
+        .map_err(|_| CryptoError::BadSignature)
+}
+
+/// The prefix every Warrant API token starts with, so secret scanners can
+/// find leaked ones.
+pub const API_TOKEN_PREFIX: &str = "wrt_";
+
+/// A freshly generated API token and the hash the store keeps.
+pub struct NewApiToken {
+    /// Shown once to its owner, never stored.
+    pub token: SecretString,
+    pub hash: Sha256Digest,
+}
+
+/// Generates a 256-bit API token.
+pub fn generate_api_token() -> Result<NewApiToken, CryptoError> {
+    let raw = Zeroizing::new(random_bytes::<32>()?);
+    let token = format!(
+        "{API_TOKEN_PREFIX}{}",
+        URL_SAFE_NO_PAD.encode(raw.as_slice())
+    );
+    let hash = hash_api_token(&token);
+    Ok(NewApiToken {
+        token: SecretString::from(token),
+        hash,
+    })
+}
+
+/// The stored form of an API token. Tokens carry 256 bits of entropy, so a
+/// plain SHA-256 is enough: there is nothing to brute-force.
+pub fn hash_api_token(token: &str) -> Sha256Digest {
+    let mut h = Sha256Hasher::new();
+    h.update(b"warrant-api-token/v1\0").update(token.as_bytes());
+    h.finish()
+}
+
+/// Hashes a token given as a secret.
+pub fn hash_secret_token(token: &SecretString) -> Sha256Digest {
+    hash_api_token(token.expose_secret())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signing_key_round_trips_through_pem_and_signs() {
+        let k = SigningKey::generate().unwrap();
+        let pem = k.to_pkcs8_pem().unwrap();
+        let k2 = SigningKey::from_pkcs8_pem(pem.expose_secret()).unwrap();
+        assert_eq!(k.kid(), k2.kid());
+        let sig = k2.sign(b"hello");
+        assert!(verify_ed25519(&k.public_key(), b"hello", &sig).is_ok());
+        assert!(verify_ed25519(&k.public_key(), b"hellO", &sig).is_err());
+        let other = SigningKey::generate().unwrap();
+        assert!(verify_ed25519(&other.public_key(), b"hello", &sig).is_err());
+    }
+
+    #[test]
+    fn kid_matches_rfc7638_example_shape() {
+        // RFC 8037 appendix A.3: the thumbprint of its Ed25519 example key.
+        let x = URL_SAFE_NO_PAD
+            .decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
+            .unwrap();
+        let x: [u8; 32] = x.try_into().unwrap();
+        assert_eq!(
+            ed25519_kid(&x),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
+    }
+
+    #[test]
+    fn api_tokens_are_prefixed_and_hash_stably() {
+        let t = generate_api_token().unwrap();
+        assert!(t.token.expose_secret().starts_with(API_TOKEN_PREFIX));
+        assert_eq!(hash_secret_token(&t.token), t.hash);
+        let u = generate_api_token().unwrap();
+        assert_ne!(t.hash, u.hash);
+    }
+
+    #[test]
+    fn garbage_pem_is_an_error_not_a_panic() {
+        assert!(SigningKey::from_pkcs8_pem("not a key").is_err());
+    }
+}
