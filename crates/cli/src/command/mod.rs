@@ -1,0 +1,175 @@
+//! The command line: global options and one module per subcommand.
+
+use clap::{Args, Parser, Subcommand};
+use reqwest::Url;
+
+use crate::client::{Client, DEFAULT_ADDR, parse_addr};
+use crate::credentials::{self, ApiToken};
+use crate::output::OutputFormat;
+
+mod agent;
+mod audit;
+mod bench;
+mod login;
+mod serve;
+mod task;
+mod user;
+
+pub use serve::LogFormat;
+
+/// Warrant: a runtime access broker for AI coding agents.
+#[derive(Debug, Parser)]
+#[command(name = "warrant", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Output format [default: table on a terminal, json otherwise]
+    #[arg(
+        long,
+        short = 'o',
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        help_heading = "Global options"
+    )]
+    pub output: Option<OutputFormat>,
+
+    /// Warrant's address [default: the saved login's, else http://127.0.0.1:8180]
+    #[arg(
+        long,
+        global = true,
+        env = "WARRANT_ADDR",
+        value_name = "URL",
+        help_heading = "Global options"
+    )]
+    pub addr: Option<String>,
+
+    /// API token [default: the saved login's]
+    #[arg(
+        long,
+        global = true,
+        env = "WARRANT_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        help_heading = "Global options"
+    )]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the Warrant server
+    Serve(serve::ServeArgs),
+    /// Save an address and API token for the other commands
+    Login(login::LoginArgs),
+    /// Manage users (admin)
+    #[command(subcommand)]
+    User(user::UserCommand),
+    /// Manage agents
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
+    /// Create, inspect and end tasks
+    #[command(subcommand)]
+    Task(task::TaskCommand),
+    /// Verify and export the audit log
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Measure audit append and verification speed
+    Bench(bench::BenchArgs),
+}
+
+/// What every subcommand may need from the global options.
+#[derive(Debug)]
+pub struct Context {
+    pub output: OutputFormat,
+    addr: Option<String>,
+    token: Option<String>,
+}
+
+impl Context {
+    /// The API address: `--addr`/`WARRANT_ADDR`, else the saved login's,
+    /// else the default. A broken saved login is ignored here, so that
+    /// `warrant login` can replace it.
+    pub fn addr(&self) -> anyhow::Result<Url> {
+        if let Some(addr) = &self.addr {
+            return Ok(parse_addr(addr)?);
+        }
+        match credentials::load() {
+            Ok(Some(saved)) => Ok(saved.addr),
+            _ => Ok(parse_addr(DEFAULT_ADDR)?),
+        }
+    }
+
+    /// A client for the API. The saved token is only sent to the address it
+    /// was saved for, never to another server named with `--addr`.
+    pub fn client(&self) -> anyhow::Result<Client> {
+        let saved = match (&self.addr, &self.token) {
+            (Some(_), Some(_)) => None,
+            _ => credentials::load()?,
+        };
+        let addr = match (&self.addr, &saved) {
+            (Some(addr), _) => parse_addr(addr)?,
+            (None, Some(saved)) => saved.addr.clone(),
+            (None, None) => parse_addr(DEFAULT_ADDR)?,
+        };
+        let token = match &self.token {
+            Some(raw) => Some(ApiToken::parse(raw)?),
+            None => saved
+                .filter(|saved| saved.addr == addr)
+                .map(|saved| saved.token),
+        };
+        Client::new(addr, token)
+    }
+
+    /// The `--token`/`WARRANT_TOKEN` value, if given.
+    pub fn token_flag(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+}
+
+/// Reads an API answer into its typed form, for tables.
+fn decode<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    value: &serde_json::Value,
+) -> Result<T, crate::client::ClientError> {
+    T::deserialize(value).map_err(|e| crate::client::ClientError::Unexpected {
+        addr: client.addr().to_owned(),
+        status: None,
+        why: format!("the body is not the expected JSON: {e}"),
+    })
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let ctx = Context {
+        output: OutputFormat::resolve(cli.global.output),
+        addr: cli.global.addr,
+        token: cli.global.token,
+    };
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Login(args) => login::run(&ctx, args).await,
+        Command::User(cmd) => user::run(&ctx, cmd).await,
+        Command::Agent(cmd) => agent::run(&ctx, cmd).await,
+        Command::Task(cmd) => task::run(&ctx, cmd).await,
+        Command::Audit(cmd) => audit::run(&ctx, cmd).await,
+        Command::Bench(args) => bench::run(args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

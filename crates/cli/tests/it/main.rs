@@ -1,0 +1,10 @@
+//! Integration tests: the real `warrant` binary, a real `warrant serve` on
+//! loopback and its real SQLite store.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod audit;
+mod errors;
+mod serve;
+mod util;
+mod workflow;

@@ -1,0 +1,267 @@
+//! First-start and every-start set-up: the data directory, the signing
+//! key, the first admin and the agents the config file declares.
+
+use std::fs::{self, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use secrecy::ExposeSecret;
+use thiserror::Error;
+use warrant_core::{Agent, Clock, Name, User};
+use warrant_crypto::{SigningKey, generate_api_token};
+use warrant_store::{PublicKeyRecord, Store, StoreError};
+
+use crate::config::ConfigAgent;
+use crate::events::{self, ACTOR_BOOTSTRAP, ACTOR_CONFIG};
+
+pub const SIGNING_KEY_FILE: &str = "signing.key";
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+pub const ADMIN_USER: &str = "admin";
+pub const ADMIN_GROUP: &str = "admins";
+
+#[derive(Debug, Error)]
+pub enum BootstrapError {
+    #[error(
+        "cannot create the data directory `{}`: {source}: check its parent's permissions or choose another with --data-dir",
+        path.display()
+    )]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read the signing key `{}`: {why}: restore it from a backup, or move it away to generate a new key", path.display())]
+    ReadKey { path: PathBuf, why: String },
+    #[error("cannot write `{}`: {source}: check that the data directory is writable", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot generate a key or token: {0}")]
+    Crypto(String),
+    #[error(
+        "config agent `{agent}` names owner `{owner}`, who is not a user: create the user first or change the owner"
+    )]
+    UnknownOwner { agent: Name, owner: Name },
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What bootstrapping produced.
+#[derive(Debug)]
+pub struct Bootstrapped {
+    pub key: Arc<SigningKey>,
+    /// The admin token file, when it was written now (first start).
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// Creates the data directory (mode 0700) if it does not exist.
+pub fn prepare_data_dir(path: &Path) -> Result<(), BootstrapError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|source| BootstrapError::DataDir {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// Runs every start's set-up against an opened store.
+pub async fn run(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    data_dir: &Path,
+    agents: &[ConfigAgent],
+) -> Result<Bootstrapped, BootstrapError> {
+    let key = load_or_generate_key(&data_dir.join(SIGNING_KEY_FILE))?;
+    record_public_key(store, clock, &key).await?;
+    let admin_token_file = if store.count_users().await? == 0 {
+        Some(create_admin(store, clock, data_dir).await?)
+    } else {
+        None
+    };
+    upsert_config_agents(store, clock, agents).await?;
+    Ok(Bootstrapped {
+        key: Arc::new(key),
+        admin_token_file,
+    })
+}
+
+/// Loads `<data_dir>/signing.key`, or generates it (mode 0600) when absent.
+pub fn load_or_generate_key(path: &Path) -> Result<SigningKey, BootstrapError> {
+    match fs::read_to_string(path) {
+        Ok(pem) => {
+            let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| BootstrapError::ReadKey {
+                path: path.to_owned(),
+                why: e.to_string(),
+            })?;
+            tighten(path)?;
+            Ok(key)
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            let key = SigningKey::generate().map_err(|e| BootstrapError::Crypto(e.to_string()))?;
+            let pem = key
+                .to_pkcs8_pem()
+                .map_err(|e| BootstrapError::Crypto(e.to_string()))?;
+            write_private(path, pem.expose_secret().as_bytes(), true)?;
+            tracing::info!(kid = key.kid(), path = %path.display(), "generated the signing key");
+            Ok(key)
+        }
+        Err(e) => Err(BootstrapError::ReadKey {
+            path: path.to_owned(),
+            why: e.to_string(),
+        }),
+    }
+}
+
+/// A private file readable by group or others is made owner-only again.
+fn tighten(path: &Path) -> Result<(), BootstrapError> {
+    let write_err = |source| BootstrapError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let mode = fs::metadata(path).map_err(write_err)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        tracing::warn!(path = %path.display(), mode = format!("{:o}", mode & 0o777), "private file was readable by others; setting mode 0600");
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(write_err)?;
+    }
+    Ok(())
+}
+
+/// Writes a private file with mode 0600. `new_only` refuses to replace an
+/// existing file (so two starts racing cannot swap a key under each other).
+fn write_private(path: &Path, contents: &[u8], new_only: bool) -> Result<(), BootstrapError> {
+    let err = |source| BootstrapError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let mut options = OpenOptions::new();
+    options.write(true).mode(0o600);
+    if new_only {
+        options.create_new(true);
+    } else {
+        options.create(true).truncate(true);
+    }
+    let mut file = options.open(path).map_err(err)?;
+    // The mode only applies to a new file; an old one is tightened here.
+    file.set_permissions(fs::Permissions::from_mode(0o600))
+        .map_err(err)?;
+    file.write_all(contents).map_err(err)?;
+    file.sync_all().map_err(err)
+}
+
+async fn record_public_key(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    key: &SigningKey,
+) -> Result<(), BootstrapError> {
+    let known = store.list_public_keys().await?;
+    if known.iter().any(|k| k.kid == key.kid()) {
+        return Ok(());
+    }
+    let now = clock.now();
+    store
+        .put_public_key(&PublicKeyRecord {
+            kid: key.kid().to_owned(),
+            alg: "EdDSA".into(),
+            public_key: key.public_key().to_vec(),
+            created_at: now,
+        })
+        .await?;
+    store
+        .append_audit(vec![events::keys_added(key.kid(), now)])
+        .await?;
+    Ok(())
+}
+
+/// Creates the `admin` user and writes its token to `admin.token`.
+///
+/// The file is written before the user exists: if the user could be
+/// created but the file not written, nobody could ever log in.
+async fn create_admin(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    data_dir: &Path,
+) -> Result<PathBuf, BootstrapError> {
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    let token = generate_api_token().map_err(|e| BootstrapError::Crypto(e.to_string()))?;
+    let mut contents = token.token.expose_secret().as_bytes().to_vec();
+    contents.push(b'\n');
+    write_private(&path, &contents, false)?;
+    let user = User {
+        name: fixed_name(ADMIN_USER)?,
+        groups: vec![fixed_name(ADMIN_GROUP)?],
+        admin: true,
+        created_at: clock.now(),
+    };
+    let event = events::user_created(&user, ACTOR_BOOTSTRAP);
+    if let Err(e) = store.create_user(&user, &token.hash, event).await {
+        // The token in the file belongs to no one.
+        let _ = fs::remove_file(&path);
+        return Err(e.into());
+    }
+    tracing::info!(path = %path.display(), "created the admin user and wrote its token");
+    Ok(path)
+}
+
+/// A name spelled in this file: always valid, but parsed like any other.
+fn fixed_name(s: &str) -> Result<Name, BootstrapError> {
+    Name::parse("name", s).map_err(|e| BootstrapError::Internal(e.to_string()))
+}
+
+/// Creates config-declared agents that do not exist and updates those that
+/// differ from their declaration.
+async fn upsert_config_agents(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    agents: &[ConfigAgent],
+) -> Result<(), BootstrapError> {
+    for declared in agents {
+        if let Some(owner) = &declared.owner
+            && store.user_by_name(owner).await?.is_none()
+        {
+            return Err(BootstrapError::UnknownOwner {
+                agent: declared.name.clone(),
+                owner: owner.clone(),
+            });
+        }
+        let now = clock.now();
+        match store.agent_by_name(&declared.name).await? {
+            None => {
+                let agent = Agent {
+                    name: declared.name.clone(),
+                    tier: declared.tier,
+                    owner: declared.owner.clone(),
+                    description: declared.description.clone(),
+                    source: "config".into(),
+                    created_at: now,
+                };
+                store
+                    .create_agent(&agent, events::agent_created(&agent, ACTOR_CONFIG))
+                    .await?;
+                tracing::info!(agent = %agent.name, "created agent from config");
+            }
+            Some(existing) => {
+                let agent = Agent {
+                    name: declared.name.clone(),
+                    tier: declared.tier,
+                    owner: declared.owner.clone(),
+                    description: declared.description.clone(),
+                    source: "config".into(),
+                    created_at: existing.created_at,
+                };
+                if agent != existing {
+                    store
+                        .update_agent(&agent, events::agent_updated(&agent, ACTOR_CONFIG, now))
+                        .await?;
+                    tracing::info!(agent = %agent.name, "updated agent from config");
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,282 @@
+//! Configuration: the optional TOML file, parsed into a typed [`Config`]
+//! in one step, with command-line flags and `WARRANT_*` variables (given as
+//! [`ServeOptions`]) taking precedence over the file.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+use warrant_core::task::parse_duration;
+use warrant_core::{Name, Tier, TtlBounds};
+
+use crate::ServeOptions;
+use crate::routes::agents::MAX_DESCRIPTION;
+
+pub const DEFAULT_DATA_DIR: &str = "./warrant-data";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8180";
+pub const DEFAULT_TRUST_DOMAIN: &str = "warrant.local";
+const DEFAULT_REAPER_INTERVAL: Duration = Duration::from_secs(5);
+const DEFAULT_CHECKPOINT_EVERY: u64 = 1000;
+const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A configuration problem, naming where it is.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file `{}`: {source}: check the path given with --config or WARRANT_CONFIG", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file `{}`: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+    #[error("invalid option: {0}")]
+    Options(String),
+}
+
+/// The configuration `warrant serve` runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub trust_domain: String,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub store_url: String,
+    pub ttl: TtlBounds,
+    pub reaper_interval: Duration,
+    pub checkpoint_every: u64,
+    pub checkpoint_interval: Duration,
+    pub agents: Vec<ConfigAgent>,
+}
+
+/// An agent declared in the config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigAgent {
+    pub name: Name,
+    pub tier: Tier,
+    pub owner: Option<Name>,
+    pub description: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    trust_domain: Option<String>,
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    store: Option<String>,
+    #[serde(default)]
+    tasks: RawTasks,
+    #[serde(default)]
+    audit: RawAudit,
+    #[serde(default)]
+    agents: Vec<RawAgent>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTasks {
+    max_ttl: Option<String>,
+    default_ttl: Option<String>,
+    reaper_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAudit {
+    checkpoint_every: Option<u64>,
+    checkpoint_interval: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    name: String,
+    tier: String,
+    owner: Option<String>,
+    description: Option<String>,
+}
+
+impl Config {
+    /// Reads the config file named in `opts` (if any) and applies `opts`
+    /// over it.
+    pub fn load(opts: &ServeOptions) -> Result<Self, ConfigError> {
+        match &opts.config_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                Self::from_toml(&text, opts).map_err(|message| ConfigError::Invalid {
+                    path: path.clone(),
+                    message,
+                })
+            }
+            None => Self::from_raw(RawConfig::default(), opts).map_err(ConfigError::Options),
+        }
+    }
+
+    /// Parses a config file's text (no file access); for tests and tools.
+    pub fn from_toml(text: &str, opts: &ServeOptions) -> Result<Self, String> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())?;
+        Self::from_raw(raw, opts)
+    }
+
+    fn from_raw(raw: RawConfig, opts: &ServeOptions) -> Result<Self, String> {
+        let trust_domain = raw
+            .trust_domain
+            .unwrap_or_else(|| DEFAULT_TRUST_DOMAIN.to_owned());
+        if !valid_trust_domain(&trust_domain) {
+            return Err(format!(
+                "`trust_domain` is `{}`: expected a lowercase DNS name such as `warrant.local`",
+                shown(&trust_domain)
+            ));
+        }
+        let listen = match opts.listen {
+            Some(addr) => addr,
+            None => {
+                let text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+                text.parse().map_err(|_| {
+                    format!(
+                        "`listen` is `{}`: expected an address and port such as `127.0.0.1:8180`",
+                        shown(text)
+                    )
+                })?
+            }
+        };
+        let data_dir = opts
+            .data_dir
+            .clone()
+            .or(raw.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        if data_dir.as_os_str().is_empty() {
+            return Err("`data_dir` is empty: give a directory such as `./warrant-data`".into());
+        }
+        let store_url = opts
+            .store_url
+            .clone()
+            .or(raw.store)
+            .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("warrant.db").display()));
+
+        let defaults = TtlBounds::default();
+        let max_ttl =
+            duration("tasks.max_ttl", raw.tasks.max_ttl.as_deref())?.unwrap_or(defaults.max);
+        let default_ttl = duration("tasks.default_ttl", raw.tasks.default_ttl.as_deref())?
+            .unwrap_or(defaults.default.min(max_ttl));
+        if max_ttl < defaults.min {
+            return Err(format!(
+                "`tasks.max_ttl` is `{max_ttl:#}`: it must be at least the minimum ttl of {:#}",
+                defaults.min
+            ));
+        }
+        if default_ttl < defaults.min || default_ttl > max_ttl {
+            return Err(format!(
+                "`tasks.default_ttl` is `{default_ttl:#}`: it must be between {:#} and `tasks.max_ttl` ({max_ttl:#})",
+                defaults.min
+            ));
+        }
+        let ttl = TtlBounds {
+            min: defaults.min,
+            max: max_ttl,
+            default: default_ttl,
+        };
+        let reaper_interval = positive(
+            "tasks.reaper_interval",
+            raw.tasks.reaper_interval.as_deref(),
+        )?
+        .unwrap_or(DEFAULT_REAPER_INTERVAL);
+        let checkpoint_interval = positive(
+            "audit.checkpoint_interval",
+            raw.audit.checkpoint_interval.as_deref(),
+        )?
+        .unwrap_or(DEFAULT_CHECKPOINT_INTERVAL);
+        let checkpoint_every = raw
+            .audit
+            .checkpoint_every
+            .unwrap_or(DEFAULT_CHECKPOINT_EVERY);
+        if checkpoint_every == 0 {
+            return Err("`audit.checkpoint_every` is 0: it must be at least 1".into());
+        }
+
+        let mut seen = HashSet::new();
+        let mut agents = Vec::with_capacity(raw.agents.len());
+        for (i, a) in raw.agents.into_iter().enumerate() {
+            let at = format!("`agents[{i}]`");
+            let name = Name::parse("agent name", &a.name).map_err(|e| format!("{at}: {e}"))?;
+            if !seen.insert(name.clone()) {
+                return Err(format!("{at}: agent `{name}` is declared twice"));
+            }
+            let tier = a.tier.parse().map_err(|e| format!("{at}: {e}"))?;
+            let owner = a
+                .owner
+                .as_deref()
+                .map(|o| Name::parse("owner name", o))
+                .transpose()
+                .map_err(|e| format!("{at}: {e}"))?;
+            let description = a.description.unwrap_or_default();
+            if description.chars().count() > MAX_DESCRIPTION {
+                return Err(format!(
+                    "{at}: `description` is longer than {MAX_DESCRIPTION} characters"
+                ));
+            }
+            agents.push(ConfigAgent {
+                name,
+                tier,
+                owner,
+                description,
+            });
+        }
+
+        Ok(Config {
+            trust_domain,
+            listen,
+            data_dir,
+            store_url,
+            ttl,
+            reaper_interval,
+            checkpoint_every,
+            checkpoint_interval,
+            agents,
+        })
+    }
+}
+
+/// User input shown in a message: at most 64 characters.
+fn shown(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+fn duration(key: &str, raw: Option<&str>) -> Result<Option<jiff::SignedDuration>, String> {
+    raw.map(|r| parse_duration(r).map_err(|e| format!("`{key}`: {e}")))
+        .transpose()
+}
+
+/// A duration that must be greater than zero, as a std `Duration`.
+fn positive(key: &str, raw: Option<&str>) -> Result<Option<Duration>, String> {
+    let Some(d) = duration(key, raw)? else {
+        return Ok(None);
+    };
+    match Duration::try_from(d) {
+        Ok(std) if !std.is_zero() => Ok(Some(std)),
+        _ => Err(format!("`{key}` is `{d:#}`: it must be greater than zero")),
+    }
+}
+
+fn valid_trust_domain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
+}
+
+#[cfg(test)]
+mod tests;

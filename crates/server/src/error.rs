@@ -1,0 +1,266 @@
+//! The one place that turns errors into HTTP responses.
+//!
+//! Every error the API can return is an [`ApiError`] variant, and one
+//! `match` in [`ApiError::problem`] gives each its status, stable `code`
+//! and title. Bodies are RFC 9457 `application/problem+json`.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use thiserror::Error;
+use warrant_core::{CoreError, Name, TaskId};
+use warrant_store::StoreError;
+
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Where the `type` URIs of problems live.
+const TYPE_BASE: &str = "https://warrant.dev/problems/";
+
+/// Everything a request can fail with. Messages are the problem's `detail`.
+#[derive(Debug, Error)]
+pub enum ApiError {
+    #[error("the request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("the request body does not have the expected shape: {0}")]
+    InvalidBody(String),
+    #[error("the request body must be JSON: send `Content-Type: application/json`")]
+    UnsupportedMediaType,
+    #[error("the request body is larger than 64 KiB")]
+    PayloadTooLarge,
+    #[error("{0}")]
+    InvalidName(CoreError),
+    #[error("{0}")]
+    InvalidTier(CoreError),
+    #[error("{0}")]
+    InvalidTtl(String),
+    #[error("{0}")]
+    InvalidScope(String),
+    #[error("invalid query parameter: {0}")]
+    InvalidQuery(String),
+    #[error("{0}")]
+    InvalidTaskId(CoreError),
+    #[error("agent `{0}` does not exist: register it first with `warrant agent add`")]
+    UnknownAgent(Name),
+    #[error("user `{0}` does not exist: create it first with `warrant user add`")]
+    UnknownUser(Name),
+    #[error("a user named `{0}` already exists: choose another name")]
+    UserExists(Name),
+    #[error("an agent named `{0}` already exists: choose another name")]
+    AgentExists(Name),
+    #[error("task `{0}` does not exist")]
+    TaskNotFound(TaskId),
+    #[error("user `{0}` does not exist")]
+    UserNotFound(String),
+    #[error("agent `{0}` does not exist")]
+    AgentNotFound(String),
+    #[error("task `{0}` has already ended: it can no longer be changed")]
+    TaskEnded(TaskId),
+    #[error(
+        "{0}: send `Authorization: Bearer <token>` with a valid API token (see `warrant login`)"
+    )]
+    Unauthenticated(&'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// Any store error. Only `Unavailable` is expected here: handlers turn
+    /// the `NotFound`/`Conflict`/`InvalidState` cases they anticipate into
+    /// specific variants first, so one reaching this point is a bug.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("there is no such endpoint: see docs/api.md for the routes")]
+    NotFound,
+    #[error("this endpoint does not support the request's method")]
+    MethodNotAllowed,
+    /// A bug. The message goes to the log, never to the client.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The fixed parts of a problem.
+struct Kind {
+    status: StatusCode,
+    code: &'static str,
+    title: &'static str,
+}
+
+const fn kind(status: StatusCode, code: &'static str, title: &'static str) -> Kind {
+    Kind {
+        status,
+        code,
+        title,
+    }
+}
+
+impl ApiError {
+    /// INVARIANT: the only mapping from errors to status and `code`.
+    fn kind(&self) -> Kind {
+        use StatusCode as S;
+        match self {
+            ApiError::MalformedJson(_) => kind(S::BAD_REQUEST, "malformed_json", "malformed JSON"),
+            ApiError::InvalidBody(_) => kind(
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "invalid request body",
+            ),
+            ApiError::UnsupportedMediaType => kind(
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "unsupported media type",
+            ),
+            ApiError::PayloadTooLarge => kind(
+                S::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "payload too large",
+            ),
+            ApiError::InvalidName(_) => {
+                kind(S::UNPROCESSABLE_ENTITY, "invalid_name", "invalid name")
+            }
+            ApiError::InvalidTier(_) => {
+                kind(S::UNPROCESSABLE_ENTITY, "invalid_tier", "invalid tier")
+            }
+            ApiError::InvalidTtl(_) => kind(S::UNPROCESSABLE_ENTITY, "invalid_ttl", "invalid ttl"),
+            ApiError::InvalidScope(_) => {
+                kind(S::UNPROCESSABLE_ENTITY, "invalid_scope", "invalid scope")
+            }
+            ApiError::InvalidQuery(_) => kind(S::BAD_REQUEST, "invalid_query", "invalid query"),
+            ApiError::InvalidTaskId(_) => {
+                kind(S::BAD_REQUEST, "invalid_task_id", "invalid task id")
+            }
+            ApiError::UnknownAgent(_) => {
+                kind(S::UNPROCESSABLE_ENTITY, "unknown_agent", "unknown agent")
+            }
+            ApiError::UnknownUser(_) => {
+                kind(S::UNPROCESSABLE_ENTITY, "unknown_user", "unknown user")
+            }
+            ApiError::UserExists(_) => kind(S::CONFLICT, "user_exists", "user exists"),
+            ApiError::AgentExists(_) => kind(S::CONFLICT, "agent_exists", "agent exists"),
+            ApiError::TaskNotFound(_) => kind(S::NOT_FOUND, "task_not_found", "task not found"),
+            ApiError::UserNotFound(_) => kind(S::NOT_FOUND, "user_not_found", "user not found"),
+            ApiError::AgentNotFound(_) => kind(S::NOT_FOUND, "agent_not_found", "agent not found"),
+            ApiError::TaskEnded(_) => kind(S::CONFLICT, "task_ended", "task ended"),
+            ApiError::Unauthenticated(_) => {
+                kind(S::UNAUTHORIZED, "unauthenticated", "unauthenticated")
+            }
+            ApiError::Forbidden(_) => kind(S::FORBIDDEN, "forbidden", "forbidden"),
+            ApiError::Store(StoreError::Unavailable(_)) => kind(
+                S::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "store unavailable",
+            ),
+            ApiError::Store(
+                StoreError::NotFound(_)
+                | StoreError::Conflict(_)
+                | StoreError::InvalidState(_)
+                | StoreError::Corrupt(_)
+                | StoreError::Config(_),
+            )
+            | ApiError::Internal(_) => kind(S::INTERNAL_SERVER_ERROR, "internal", "internal error"),
+            ApiError::NotFound => kind(S::NOT_FOUND, "not_found", "not found"),
+            ApiError::MethodNotAllowed => kind(
+                S::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed",
+            ),
+        }
+    }
+
+    /// The stable `code` of this error.
+    pub fn code(&self) -> &'static str {
+        self.kind().code
+    }
+
+    /// The `detail` shown to the client: what is wrong and how to fix it.
+    /// Internal errors and store failures say nothing about the internals.
+    fn detail(&self) -> String {
+        match self {
+            ApiError::Store(StoreError::Unavailable(_)) => {
+                "the store cannot be reached: nothing was changed; retry later".to_owned()
+            }
+            ApiError::Store(_) | ApiError::Internal(_) => {
+                "an internal error occurred: nothing more is said here; the server log has the details"
+                    .to_owned()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The RFC 9457 body.
+#[derive(Debug, Serialize)]
+struct Problem {
+    r#type: String,
+    title: &'static str,
+    status: u16,
+    detail: String,
+    code: &'static str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let kind = self.kind();
+        match &self {
+            ApiError::Store(StoreError::Unavailable(why)) => {
+                tracing::warn!(error = %why, "store unavailable");
+            }
+            ApiError::Store(e) => tracing::error!(error = %e, "unexpected store error"),
+            ApiError::Internal(why) => tracing::error!(error = %why, "internal error"),
+            _ => tracing::debug!(code = kind.code, detail = %self, "request refused"),
+        }
+        let body = Problem {
+            r#type: format!("{TYPE_BASE}{}", kind.code),
+            title: kind.title,
+            status: kind.status.as_u16(),
+            detail: self.detail(),
+            code: kind.code,
+        };
+        let mut response = (kind.status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if kind.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"warrant\""),
+            );
+        }
+        response
+    }
+}
+
+/// The innermost useful message of an extractor rejection: the serde error
+/// (with its path) rather than axum's capitalized summary.
+fn cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner = e;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    inner.to_string()
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::JsonDataError(e) => ApiError::InvalidBody(cause(&e)),
+            JsonRejection::JsonSyntaxError(e) => ApiError::MalformedJson(cause(&e)),
+            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+            other => ApiError::MalformedJson(cause(&other)),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::InvalidQuery(cause(&rejection))
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        // Path parameters are plain strings here, so this means a bad
+        // percent-encoding: for the client it is simply no such resource.
+        tracing::debug!(error = %cause(&rejection), "path rejected");
+        ApiError::NotFound
+    }
+}

@@ -1,0 +1,245 @@
+//! Warrant's HTTP API, its background workers and the wiring of
+//! `warrant serve`.
+//!
+//! This crate owns everything HTTP: routes, authentication of human callers
+//! (bearer API tokens), the one mapping from errors to status codes and
+//! stable problem codes ([`error`]), and start-up/shut-down. It must never
+//! speak SQL (that is `warrant-store`) or decide policy; it validates input
+//! with `warrant-core`'s types before anything is written, so bad input
+//! changes nothing.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use warrant_core::{Clock, SystemClock};
+use warrant_crypto::SigningKey;
+use warrant_store::{Store, StoreError};
+
+pub mod auth;
+pub mod bootstrap;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod extract;
+pub mod routes;
+pub mod state;
+pub mod workers;
+
+pub use bootstrap::BootstrapError;
+pub use config::{Config, ConfigError};
+pub use error::ApiError;
+pub use routes::router;
+pub use state::AppState;
+pub use workers::{WorkerSettings, Workers};
+
+/// How `warrant serve` was asked to run: flags and `WARRANT_*` variables.
+/// Each `Some` beats the config file.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Default `./warrant-data`.
+    pub data_dir: Option<PathBuf>,
+    /// Default `127.0.0.1:8180`; port 0 picks a free port.
+    pub listen: Option<SocketAddr>,
+    /// Default `sqlite://<data_dir>/warrant.db`.
+    pub store_url: Option<String>,
+    /// A TOML config file.
+    pub config_file: Option<PathBuf>,
+}
+
+/// Handed to `on_ready` once the server accepts connections.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    /// The address actually bound (the real port when 0 was asked for).
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    /// `sqlite` or `postgres`.
+    pub store: &'static str,
+    /// The admin token file, only when it was created by this start.
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// Why `warrant serve` could not start or stopped with an error.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
+    #[error(
+        "cannot open the store `{url}`: {source}: check --store (or `store` in the config file) and that the database is running"
+    )]
+    Store { url: String, source: StoreError },
+    #[error(
+        "cannot listen on `{addr}`: the address is already in use: stop the other process or choose another address with --listen"
+    )]
+    AddrInUse { addr: SocketAddr },
+    #[error("cannot listen on `{addr}`: {source}: choose another address with --listen")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the server failed: {0}")]
+    Serve(std::io::Error),
+    #[error("cannot record the server's {what} in the audit log: {source}")]
+    Audit {
+        what: &'static str,
+        source: StoreError,
+    },
+}
+
+/// Runs `warrant serve` until `shutdown` completes: loads the config, opens
+/// the store, bootstraps, serves the API with the workers, then shuts down
+/// gracefully (in-flight requests finish, workers stop, a `server.stopped`
+/// event and a final signed checkpoint are written, the store is closed).
+pub async fn serve(
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(&Ready) + Send,
+) -> Result<(), ServerError> {
+    let config = Config::load(&opts)?;
+    bootstrap::prepare_data_dir(&config.data_dir)?;
+    let listener = bind(config.listen).await?;
+    let store = warrant_store::open(&config.store_url)
+        .await
+        .map_err(|source| ServerError::Store {
+            url: redact_url(&config.store_url),
+            source,
+        })?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let result = run(&config, listener, store.clone(), clock, shutdown, on_ready).await;
+    store.close().await;
+    result
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr).await.map_err(|source| {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            ServerError::AddrInUse { addr }
+        } else {
+            ServerError::Bind { addr, source }
+        }
+    })
+}
+
+async fn run(
+    config: &Config,
+    listener: TcpListener,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(&Ready) + Send,
+) -> Result<(), ServerError> {
+    let boot = bootstrap::run(&*store, &*clock, &config.data_dir, &config.agents).await?;
+    let addr = listener.local_addr().map_err(ServerError::Serve)?;
+    store
+        .append_audit(vec![events::server_started(
+            store.backend(),
+            &addr.to_string(),
+            boot.key.kid(),
+            clock.now(),
+        )])
+        .await
+        .map_err(|source| ServerError::Audit {
+            what: "start",
+            source,
+        })?;
+
+    let state = AppState::new(store.clone(), clock.clone(), config.ttl);
+    let workers = Workers::spawn(
+        state.clone(),
+        boot.key.clone(),
+        WorkerSettings {
+            reaper_interval: config.reaper_interval,
+            checkpoint_every: config.checkpoint_every,
+            checkpoint_interval: config.checkpoint_interval,
+        },
+    );
+    on_ready(&Ready {
+        addr,
+        data_dir: config.data_dir.clone(),
+        store: store.backend(),
+        admin_token_file: boot.admin_token_file.clone(),
+    });
+    tracing::info!(%addr, store = store.backend(), "warrant is serving");
+
+    let served = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    tracing::info!("shutting down");
+    workers.stop().await;
+    let stopped = finish(&*store, &*clock, &boot.key).await;
+    served.map_err(ServerError::Serve)?;
+    stopped
+}
+
+/// The last writes of a run: `server.stopped`, then a checkpoint that
+/// covers it, so the whole chain ends anchored by a signature.
+async fn finish(store: &dyn Store, clock: &dyn Clock, key: &SigningKey) -> Result<(), ServerError> {
+    let stopped = store
+        .append_audit(vec![events::server_stopped(clock.now())])
+        .await
+        .map_err(|source| ServerError::Audit {
+            what: "stop",
+            source,
+        });
+    let checkpoint = workers::checkpoint_now(store, clock, key).await;
+    if let Err(e) = &checkpoint {
+        tracing::error!(error = %e, "cannot sign the final audit checkpoint");
+    }
+    stopped?;
+    checkpoint.map_err(|source| ServerError::Audit {
+        what: "final checkpoint",
+        source,
+    })?;
+    Ok(())
+}
+
+/// A store URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    // Query parameters may carry a password too.
+    let path = match path.split_once('?') {
+        Some((path, _)) => format!("{path}?..."),
+        None => path.to_owned(),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            let hidden = if userinfo.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{hidden}@{host}{path}")
+        }
+        None => format!("{scheme}://{authority}{path}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn store_urls_lose_their_password() {
+        assert_eq!(
+            redact_url("postgres://warrant:s3cret@127.0.0.1:5432/warrant"),
+            "postgres://warrant:***@127.0.0.1:5432/warrant"
+        );
+        assert_eq!(
+            redact_url("postgres://warrant@db/warrant"),
+            "postgres://warrant@db/warrant"
+        );
+        assert_eq!(
+            redact_url("sqlite://./d/warrant.db"),
+            "sqlite://./d/warrant.db"
+        );
+        assert_eq!(
+            redact_url("postgres://db/warrant?password=x"),
+            "postgres://db/warrant?..."
+        );
+    }
+}

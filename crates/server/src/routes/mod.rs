@@ -1,0 +1,65 @@
+//! The HTTP routes, one module per resource.
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::map_response;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::{ApiError, PROBLEM_JSON};
+use crate::state::AppState;
+
+pub(crate) mod agents;
+mod audit;
+mod health;
+pub(crate) mod tasks;
+mod users;
+
+/// The largest request body accepted.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// The whole API. Public so tests can serve it with a state they built
+/// (for instance with a `FakeClock`).
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/v1/users", post(users::create).get(users::list))
+        .route("/v1/users/me", get(users::me))
+        .route("/v1/agents", post(agents::create).get(agents::list))
+        .route("/v1/agents/{name}", get(agents::show))
+        .route("/v1/tasks", post(tasks::create).get(tasks::list))
+        .route("/v1/tasks/{id}", get(tasks::show))
+        .route("/v1/tasks/{id}/end", post(tasks::end))
+        .route("/v1/tasks/{id}/narrow", post(tasks::narrow))
+        .route("/v1/audit", get(audit::list))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        // Outside the limit layer: it answers an oversize Content-Length
+        // itself, in plain text.
+        .layer(map_response(problem_for_plain_413))
+        .layer(TraceLayer::new_for_http())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Replaces the limit layer's own plain-text 413 with our problem.
+async fn problem_for_plain_413(response: Response) -> Response {
+    let is_problem = response.headers().get(header::CONTENT_TYPE)
+        == Some(&HeaderValue::from_static(PROBLEM_JSON));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_problem {
+        ApiError::PayloadTooLarge.into_response()
+    } else {
+        response
+    }
+}

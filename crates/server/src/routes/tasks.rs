@@ -1,0 +1,323 @@
+//! `/v1/tasks`: create, list, show, end and narrow tasks.
+//!
+//! Non-admins only ever see and change the tasks they delegated; admins see
+//! and change every task.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use warrant_core::{CoreError, EndReason, Name, Scope, Task, TaskId, TaskState, TtlBounds};
+use warrant_store::{StoreError, TaskFilter};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::events;
+use crate::extract::{ApiJson, ApiQuery, OptionalJson, TaskIdPath};
+use crate::state::{AppState, to_store_precision};
+
+/// Longest purpose, in characters.
+pub const MAX_PURPOSE: usize = 500;
+/// Longest ticket reference, in characters.
+pub const MAX_TICKET: usize = 200;
+/// Longest end note, in characters.
+pub const MAX_NOTE: usize = 500;
+/// Most tasks one list returns.
+pub const MAX_LIMIT: u32 = 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTask {
+    agent: String,
+    purpose: String,
+    #[serde(default)]
+    ticket: Option<String>,
+    #[serde(default)]
+    ttl: Option<String>,
+    #[serde(default)]
+    scope: Scope,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    state: Option<String>,
+    agent: Option<String>,
+    delegator: Option<String>,
+    limit: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndTask {
+    #[serde(default)]
+    note: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NarrowTask {
+    #[serde(default)]
+    scope: Option<Scope>,
+    #[serde(default)]
+    ttl: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Tasks {
+    tasks: Vec<Task>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateTask>,
+) -> Result<(StatusCode, Json<Task>), ApiError> {
+    let agent = Name::parse("agent name", &body.agent).map_err(ApiError::InvalidName)?;
+    let purpose = body.purpose.trim();
+    if purpose.is_empty() || purpose.chars().count() > MAX_PURPOSE {
+        return Err(ApiError::InvalidBody(format!(
+            "`purpose` must be 1 to {MAX_PURPOSE} characters long"
+        )));
+    }
+    let ticket = match body.ticket.as_deref().map(str::trim) {
+        Some(t) if t.is_empty() || t.chars().count() > MAX_TICKET => {
+            return Err(ApiError::InvalidBody(format!(
+                "`ticket` must be 1 to {MAX_TICKET} characters long"
+            )));
+        }
+        t => t.map(str::to_owned),
+    };
+    let ttl = state
+        .ttl
+        .resolve(body.ttl.as_deref())
+        .map_err(|e| ttl_error(e, &state.ttl))?;
+    let scope = body.scope.validated().map_err(scope_error)?;
+    if state.store.agent_by_name(&agent).await?.is_none() {
+        return Err(ApiError::UnknownAgent(agent));
+    }
+    let now = state.now();
+    let task = Task {
+        id: TaskId::new(),
+        agent: agent.clone(),
+        delegator: caller.user.name.clone(),
+        purpose: purpose.to_owned(),
+        ticket,
+        scope,
+        state: TaskState::Pending,
+        end_reason: None,
+        end_note: None,
+        created_at: now,
+        expires_at: expiry(now, ttl, &state.ttl)?,
+        ended_at: None,
+    };
+    match state
+        .store
+        .create_task(&task, events::task_created(&task, &caller.actor()))
+        .await
+    {
+        Ok(_) => {}
+        // The agent was removed between the check and the insert.
+        Err(StoreError::NotFound(_)) => return Err(ApiError::UnknownAgent(agent)),
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(task = %task.id, agent = %task.agent, delegator = %task.delegator, "task created");
+    Ok((StatusCode::CREATED, Json(task)))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<Tasks>, ApiError> {
+    let filter_state = query
+        .state
+        .as_deref()
+        .map(str::parse::<TaskState>)
+        .transpose()
+        .map_err(|e| ApiError::InvalidQuery(format!("`state`: {e}")))?;
+    let agent = parse_name_param("agent", query.agent.as_deref())?;
+    let delegator = parse_name_param("delegator", query.delegator.as_deref())?;
+    let limit = parse_limit(query.limit.as_deref(), MAX_LIMIT)?;
+    let delegator = if caller.is_admin() {
+        delegator
+    } else {
+        match delegator {
+            Some(d) if d != caller.user.name => {
+                return Err(ApiError::Forbidden(
+                    "only admins may list tasks delegated by other users",
+                ));
+            }
+            _ => Some(caller.user.name.clone()),
+        }
+    };
+    let filter = TaskFilter {
+        state: filter_state,
+        delegator,
+        agent,
+        limit,
+    };
+    let tasks = state.store.list_tasks(&filter).await?;
+    Ok(Json(Tasks { tasks }))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    TaskIdPath(id): TaskIdPath,
+) -> Result<Json<Task>, ApiError> {
+    Ok(Json(load_for(&state, &caller, id).await?))
+}
+
+pub async fn end(
+    State(state): State<AppState>,
+    caller: Caller,
+    TaskIdPath(id): TaskIdPath,
+    OptionalJson(body): OptionalJson<EndTask>,
+) -> Result<Json<Task>, ApiError> {
+    let note = body.and_then(|b| b.note);
+    if let Some(note) = &note
+        && note.chars().count() > MAX_NOTE
+    {
+        return Err(ApiError::InvalidBody(format!(
+            "`note` is longer than {MAX_NOTE} characters"
+        )));
+    }
+    let task = load_for(&state, &caller, id).await?;
+    if !task.is_live() {
+        return Err(ApiError::TaskEnded(id));
+    }
+    let reason = if task.delegator == caller.user.name {
+        EndReason::Completed
+    } else {
+        EndReason::Revoked
+    };
+    let now = state.now();
+    let event = events::task_ended(&task, reason, note.as_deref(), &caller.actor(), now);
+    let ended = match state
+        .store
+        .end_task(id, reason, note.as_deref(), now, event)
+        .await
+    {
+        Ok((ended, _)) => ended,
+        Err(StoreError::InvalidState(_)) => return Err(ApiError::TaskEnded(id)),
+        Err(StoreError::NotFound(_)) => return Err(ApiError::TaskNotFound(id)),
+        Err(e) => return Err(e.into()),
+    };
+    tracing::info!(task = %id, %reason, by = %caller.user.name, "task ended");
+    Ok(Json(ended))
+}
+
+pub async fn narrow(
+    State(state): State<AppState>,
+    caller: Caller,
+    TaskIdPath(id): TaskIdPath,
+    ApiJson(body): ApiJson<NarrowTask>,
+) -> Result<Json<Task>, ApiError> {
+    if body.scope.is_none() && body.ttl.is_none() {
+        return Err(ApiError::InvalidBody(
+            "nothing to narrow: give `scope`, `ttl` or both".to_owned(),
+        ));
+    }
+    let scope = body
+        .scope
+        .map(Scope::validated)
+        .transpose()
+        .map_err(scope_error)?;
+    let ttl = body
+        .ttl
+        .as_deref()
+        .map(|t| state.ttl.resolve(Some(t)))
+        .transpose()
+        .map_err(|e| ttl_error(e, &state.ttl))?;
+    let task = load_for(&state, &caller, id).await?;
+    if !task.is_live() {
+        return Err(ApiError::TaskEnded(id));
+    }
+    let mut narrowed = task.clone();
+    if let Some(scope) = scope {
+        scope.check_narrowing_of(&task.scope).map_err(scope_error)?;
+        narrowed.scope = scope;
+    }
+    let now = state.now();
+    if let Some(ttl) = ttl {
+        let expires_at = expiry(now, ttl, &state.ttl)?;
+        if expires_at > task.expires_at {
+            return Err(ApiError::InvalidTtl(format!(
+                "a ttl of `{ttl:#}` from now would end the task at {expires_at}, after its current expiry \
+                 {}: narrowing may only shorten a task's life",
+                task.expires_at
+            )));
+        }
+        narrowed.expires_at = expires_at;
+    }
+    let event = events::task_narrowed(&narrowed, task.expires_at, &caller.actor(), now);
+    match state.store.narrow_task(&narrowed, event).await {
+        Ok(_) => {}
+        Err(StoreError::InvalidState(_)) => return Err(ApiError::TaskEnded(id)),
+        Err(StoreError::NotFound(_)) => return Err(ApiError::TaskNotFound(id)),
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(task = %id, by = %caller.user.name, "task narrowed");
+    Ok(Json(narrowed))
+}
+
+/// The task, if the caller may see it: its delegator or an admin.
+async fn load_for(state: &AppState, caller: &Caller, id: TaskId) -> Result<Task, ApiError> {
+    let task = state
+        .store
+        .get_task(id)
+        .await?
+        .ok_or(ApiError::TaskNotFound(id))?;
+    if task.delegator != caller.user.name && !caller.is_admin() {
+        return Err(ApiError::Forbidden(
+            "this task was delegated by another user: only its delegator or an admin may see or change it",
+        ));
+    }
+    Ok(task)
+}
+
+fn expiry(now: Timestamp, ttl: SignedDuration, bounds: &TtlBounds) -> Result<Timestamp, ApiError> {
+    now.checked_add(ttl).map(to_store_precision).map_err(|_| {
+        ApiError::InvalidTtl(format!(
+            "ttl `{ttl:#}` reaches past the end of time; a ttl must be between {:#} and {:#}",
+            bounds.min, bounds.max
+        ))
+    })
+}
+
+/// Every ttl complaint names the bounds.
+fn ttl_error(e: CoreError, bounds: &TtlBounds) -> ApiError {
+    match e {
+        CoreError::TtlOutOfBounds { .. } => ApiError::InvalidTtl(e.to_string()),
+        other => ApiError::InvalidTtl(format!(
+            "{other}; a ttl must be between {:#} and {:#}",
+            bounds.min, bounds.max
+        )),
+    }
+}
+
+fn scope_error(e: CoreError) -> ApiError {
+    ApiError::InvalidScope(e.to_string())
+}
+
+pub(crate) fn parse_name_param(param: &str, raw: Option<&str>) -> Result<Option<Name>, ApiError> {
+    raw.map(|r| Name::parse("name", r))
+        .transpose()
+        .map_err(|e| ApiError::InvalidQuery(format!("`{param}`: {e}")))
+}
+
+/// `limit=N` with 1 <= N <= `max`; absent is `None`.
+pub(crate) fn parse_limit(raw: Option<&str>, max: u32) -> Result<Option<u32>, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    match raw.parse::<u32>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(Some(n)),
+        _ => Err(ApiError::InvalidQuery(format!(
+            "`limit` is `{}`: expected a whole number from 1 to {max}",
+            raw.chars().take(32).collect::<String>()
+        ))),
+    }
+}

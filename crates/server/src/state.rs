@@ -1,0 +1,35 @@
+//! What every handler and worker shares.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use warrant_core::{Clock, TtlBounds};
+use warrant_store::Store;
+
+/// The application state: the store, the clock and the task limits.
+///
+/// Time comes only from `clock`, so tests can drive expiry with a
+/// `FakeClock` instead of sleeping.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub ttl: TtlBounds,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, ttl: TtlBounds) -> Self {
+        Self { store, clock, ttl }
+    }
+
+    /// Now, at the precision the store keeps (microseconds), so a value
+    /// returned on creation equals the one read back later.
+    pub fn now(&self) -> Timestamp {
+        to_store_precision(self.clock.now())
+    }
+}
+
+/// Truncates to whole microseconds.
+pub fn to_store_precision(t: Timestamp) -> Timestamp {
+    Timestamp::from_microsecond(t.as_microsecond()).unwrap_or(t)
+}

@@ -1,0 +1,11 @@
+//! Integration tests: the real server, started in-process, over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod auth;
+mod bad_input;
+mod bootstrap;
+mod config;
+mod lifecycle;
+mod support;
+mod unavailable;
+mod workers;

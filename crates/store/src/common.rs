@@ -1,0 +1,335 @@
+//! What both backends share: row shapes, value conversions and the mapping
+//! from database errors to [`StoreError`].
+//!
+//! Both schemas keep timestamps as integer microseconds, names and enums as
+//! text, scopes and groups as JSON text, so one set of row structs decodes
+//! rows from either database.
+
+use std::str::FromStr;
+
+use jiff::Timestamp;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::error::ErrorKind;
+use warrant_audit::{Checkpoint, Hash, RawEvent};
+use warrant_core::{Agent, Name, Scope, Task, TaskId, User};
+
+use crate::{PublicKeyRecord, StoreError};
+
+/// Default and maximum page size of [`crate::Store::list_tasks`].
+pub(crate) const MAX_TASKS: u32 = 1000;
+/// Default and maximum page size of [`crate::Store::list_audit`].
+pub(crate) const MAX_AUDIT: u32 = 10_000;
+
+pub(crate) fn to_us(t: Timestamp) -> i64 {
+    t.as_microsecond()
+}
+
+pub(crate) fn from_us(what: &str, us: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_microsecond(us)
+        .map_err(|_| StoreError::Corrupt(format!("{what} `{us}` is not a valid time")))
+}
+
+pub(crate) fn to_json<T: Serialize>(what: &str, value: &T) -> Result<String, StoreError> {
+    // INVARIANT: scopes and name lists are plain strings in structs and
+    // vectors, which always serialize; the error arm exists to stay total.
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Corrupt(format!("cannot encode {what}: {e}")))
+}
+
+fn from_json<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn parse<T: FromStr>(what: &str, text: &str) -> Result<T, StoreError>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse()
+        .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn name(what: &'static str, text: String) -> Result<Name, StoreError> {
+    Name::parse(what, &text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub(crate) fn hash32(what: &str, bytes: &[u8]) -> Result<Hash, StoreError> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt(format!("{what} is not 32 bytes")))
+}
+
+/// The number of rows a page may hold: the caller's limit, capped.
+pub(crate) fn page(limit: Option<u32>, max: u32) -> i64 {
+    i64::from(limit.unwrap_or(max).min(max))
+}
+
+// --- errors --------------------------------------------------------------
+
+/// Maps an error the caller did not expect to a [`StoreError`]: database
+/// refusals and connection trouble are `Unavailable` (the caller answers
+/// 503 and changes nothing), undecodable rows are `Corrupt`.
+pub(crate) fn sqlx_error(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::TypeNotFound { .. } => StoreError::Corrupt(e.to_string()),
+        sqlx::Error::PoolClosed => StoreError::Unavailable("the store is closed".into()),
+        sqlx::Error::PoolTimedOut => StoreError::Unavailable(
+            "timed out waiting for a database connection (is the database reachable?)".into(),
+        ),
+        sqlx::Error::Database(db) => StoreError::Unavailable(format!(
+            "the database refused the operation: {}",
+            db.message()
+        )),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+fn kind(e: &sqlx::Error) -> Option<ErrorKind> {
+    e.as_database_error().map(|db| db.kind())
+}
+
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
+    kind(e) == Some(ErrorKind::UniqueViolation)
+}
+
+pub(crate) fn is_fk_violation(e: &sqlx::Error) -> bool {
+    kind(e) == Some(ErrorKind::ForeignKeyViolation)
+}
+
+/// Whether a unique violation concerns `column` (SQLite names the column in
+/// its message, PostgreSQL names the constraint, which contains it).
+pub(crate) fn violates(e: &sqlx::Error, column: &str) -> bool {
+    e.as_database_error().is_some_and(|db| {
+        db.message().contains(column) || db.constraint().is_some_and(|c| c.contains(column))
+    })
+}
+
+pub(crate) fn migrate_error(e: sqlx::migrate::MigrateError) -> StoreError {
+    use sqlx::migrate::MigrateError as M;
+    match e {
+        M::VersionMissing(v) => StoreError::Config(format!(
+            "the database has migration {v}, which this version of warrant does not know: \
+             it was written by a newer warrant"
+        )),
+        M::VersionMismatch(v) => StoreError::Corrupt(format!(
+            "migration {v} in the database differs from the one this warrant ships"
+        )),
+        M::Dirty(v) => StoreError::Corrupt(format!(
+            "migration {v} was left half-applied; restore the database from a backup"
+        )),
+        M::Execute(e) | M::ExecuteMigration(e, _) => sqlx_error(e),
+        other => StoreError::Unavailable(format!("cannot migrate the database: {other}")),
+    }
+}
+
+// --- rows ----------------------------------------------------------------
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct UserRow {
+    name: String,
+    groups: String,
+    admin: bool,
+    created_at: i64,
+}
+
+impl UserRow {
+    pub(crate) fn decode(self) -> Result<User, StoreError> {
+        let groups: Vec<String> = from_json("user groups", &self.groups)?;
+        Ok(User {
+            name: name("user name", self.name)?,
+            groups: groups
+                .into_iter()
+                .map(|g| name("group name", g))
+                .collect::<Result<_, _>>()?,
+            admin: self.admin,
+            created_at: from_us("user created_at", self.created_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AgentRow {
+    name: String,
+    tier: String,
+    owner: Option<String>,
+    description: String,
+    source: String,
+    created_at: i64,
+}
+
+impl AgentRow {
+    pub(crate) fn decode(self) -> Result<Agent, StoreError> {
+        Ok(Agent {
+            name: name("agent name", self.name)?,
+            tier: parse("agent tier", &self.tier)?,
+            owner: self.owner.map(|o| name("agent owner", o)).transpose()?,
+            description: self.description,
+            source: self.source,
+            created_at: from_us("agent created_at", self.created_at)?,
+        })
+    }
+}
+
+/// A task row; PostgreSQL selects its uuid as text so both backends share it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct TaskRow {
+    id: String,
+    agent: String,
+    delegator: String,
+    purpose: String,
+    ticket: Option<String>,
+    scope: String,
+    state: String,
+    end_reason: Option<String>,
+    end_note: Option<String>,
+    created_at: i64,
+    expires_at: i64,
+    ended_at: Option<i64>,
+}
+
+impl TaskRow {
+    pub(crate) fn decode(self) -> Result<Task, StoreError> {
+        let scope: Scope = from_json("task scope", &self.scope)?;
+        Ok(Task {
+            id: parse::<TaskId>("task id", &self.id)?,
+            agent: name("task agent", self.agent)?,
+            delegator: name("task delegator", self.delegator)?,
+            purpose: self.purpose,
+            ticket: self.ticket,
+            scope,
+            state: parse("task state", &self.state)?,
+            end_reason: self
+                .end_reason
+                .map(|r| parse("task end reason", &r))
+                .transpose()?,
+            end_note: self.end_note,
+            created_at: from_us("task created_at", self.created_at)?,
+            expires_at: from_us("task expires_at", self.expires_at)?,
+            ended_at: self
+                .ended_at
+                .map(|t| from_us("task ended_at", t))
+                .transpose()?,
+        })
+    }
+}
+
+/// An audit row as stored; converting it never fails, so tampered rows
+/// reach the verifier unchanged.
+#[derive(sqlx::FromRow)]
+pub(crate) struct AuditRow {
+    seq: i64,
+    time_us: i64,
+    kind: String,
+    actor: String,
+    subject: String,
+    task_id: Option<String>,
+    data: String,
+    prev_hash: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+impl From<AuditRow> for RawEvent {
+    fn from(r: AuditRow) -> Self {
+        RawEvent {
+            seq: r.seq,
+            time_us: r.time_us,
+            kind: r.kind,
+            actor: r.actor,
+            subject: r.subject,
+            task_id: r.task_id,
+            data: r.data,
+            prev_hash: r.prev_hash,
+            hash: r.hash,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct CheckpointRow {
+    seq: i64,
+    hash: Vec<u8>,
+    time_us: i64,
+    kid: String,
+    signature: Vec<u8>,
+}
+
+impl CheckpointRow {
+    pub(crate) fn decode(self) -> Result<Checkpoint, StoreError> {
+        Ok(Checkpoint {
+            seq: u64::try_from(self.seq).map_err(|_| {
+                StoreError::Corrupt(format!("checkpoint sequence `{}` is negative", self.seq))
+            })?,
+            hash: hash32("checkpoint hash", &self.hash)?,
+            time: from_us("checkpoint time", self.time_us)?,
+            kid: self.kid,
+            signature: self.signature,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct PublicKeyRow {
+    kid: String,
+    alg: String,
+    public_key: Vec<u8>,
+    created_at: i64,
+}
+
+impl PublicKeyRow {
+    pub(crate) fn decode(self) -> Result<PublicKeyRecord, StoreError> {
+        Ok(PublicKeyRecord {
+            kid: self.kid,
+            alg: self.alg,
+            public_key: self.public_key,
+            created_at: from_us("public key created_at", self.created_at)?,
+        })
+    }
+}
+
+/// Decodes every row or fails on the first bad one.
+pub(crate) fn decode_all<R, T>(
+    rows: Vec<R>,
+    f: impl Fn(R) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    rows.into_iter().map(f).collect()
+}
+
+/// The head to chain the next event after: `(0, GENESIS)` on an empty chain.
+pub(crate) fn head_or_genesis(head: Option<(i64, Vec<u8>)>) -> Result<(u64, Hash), StoreError> {
+    match head {
+        None => Ok((0, warrant_audit::GENESIS)),
+        Some((seq, hash)) => {
+            let seq = u64::try_from(seq).map_err(|_| {
+                StoreError::Corrupt(format!("audit head sequence `{seq}` is negative"))
+            })?;
+            Ok((seq, hash32("audit head hash", &hash)?))
+        }
+    }
+}
+
+/// Refuses a "narrowing" of an ended task or one that widens anything:
+/// the caller checked already, the store checks again because it is the
+/// last line before the change is permanent.
+pub(crate) fn check_narrowing(current: &Task, narrower: &Task) -> Result<(), StoreError> {
+    if !current.is_live() {
+        return Err(StoreError::InvalidState(format!(
+            "task `{}` has already ended",
+            current.id
+        )));
+    }
+    narrower
+        .scope
+        .check_narrowing_of(&current.scope)
+        .map_err(|e| StoreError::InvalidState(e.to_string()))?;
+    if narrower.expires_at > current.expires_at {
+        return Err(StoreError::InvalidState(format!(
+            "task `{}` cannot be extended past its expiry",
+            current.id
+        )));
+    }
+    Ok(())
+}

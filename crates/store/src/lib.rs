@@ -1,0 +1,235 @@
+//! Warrant's persistence: the [`Store`] trait and its two implementations,
+//! SQLite (the embedded default) and PostgreSQL (several `warrant serve`
+//! processes sharing one database).
+//!
+//! Every state change is written together with its audit event in one
+//! database transaction: if the audit append fails, the change is rolled
+//! back (fail closed). The store assigns each event its sequence number and
+//! chains its hash under a lock that serializes appends (SQLite's write
+//! lock, a `FOR UPDATE` row lock on PostgreSQL), so several servers on one
+//! PostgreSQL still produce one linear chain.
+//!
+//! Open a store with [`open`] (`sqlite://PATH` or `postgres://...`): it
+//! creates what is missing and applies the numbered migrations under
+//! `migrations/sqlite` and `migrations/postgres`. [`GroupCommitter`] batches
+//! standalone audit events into one durable transaction.
+//!
+//! Timestamps are kept as integer microseconds since the epoch: what is
+//! read back is truncated to the microsecond.
+//!
+//! The audit tables are append-only in the database too (triggers refuse
+//! UPDATE and DELETE). That is defence in depth only: whoever can write the
+//! database file, or owns the tables, can drop the triggers. Tampering is
+//! made evident by the hash chain and the signed checkpoints, which
+//! `warrant audit verify` checks.
+//!
+//! This is the only crate that knows SQL. It must never decide policy or
+//! speak HTTP.
+
+mod common;
+mod group_commit;
+mod postgres;
+mod sqlite;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use thiserror::Error;
+use warrant_audit::{Checkpoint, Event, Hash, NewEvent, RawEvent};
+use warrant_core::{Agent, EndReason, Name, Task, TaskId, TaskState, User};
+
+pub use group_commit::GroupCommitter;
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// What can go wrong in the store. Callers map [`StoreError::Unavailable`]
+/// to "deny / 503", the others to specific client errors.
+#[derive(Debug, Clone, Error)]
+pub enum StoreError {
+    /// The named thing does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A unique name is taken.
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// The change does not apply to the current state (e.g. ending an ended task).
+    #[error("{0}")]
+    InvalidState(String),
+    /// The database cannot be reached or refused the operation.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A row the store itself wrote cannot be read back: corruption or a bug.
+    #[error("store data is corrupt: {0}")]
+    Corrupt(String),
+    /// The URL or options do not describe a usable store.
+    #[error("invalid store configuration: {0}")]
+    Config(String),
+}
+
+/// Filters for [`Store::list_tasks`]. `None` means "any".
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub state: Option<TaskState>,
+    pub delegator: Option<Name>,
+    pub agent: Option<Name>,
+    /// At most this many, newest first. The store caps it at 1000.
+    pub limit: Option<u32>,
+}
+
+/// Filters for [`Store::list_audit`]: events with `seq > after`, ascending.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub after: u64,
+    pub task_id: Option<String>,
+    pub kind: Option<String>,
+    /// At most this many. The store caps it at 10 000.
+    pub limit: Option<u32>,
+}
+
+/// A public signing key the server has used, so verification can find the
+/// key a checkpoint names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKeyRecord {
+    pub kid: String,
+    /// `EdDSA` (Ed25519).
+    pub alg: String,
+    pub public_key: Vec<u8>,
+    pub created_at: Timestamp,
+}
+
+/// The store. Object-safe so the server can hold an `Arc<dyn Store>`.
+///
+/// Every method that changes state takes the [`NewEvent`] describing the
+/// change and appends it in the same transaction; it returns the chained
+/// [`Event`] so callers can log its sequence number.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Succeeds only if the database answers a query now.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Waits for in-flight work and closes connections.
+    async fn close(&self);
+
+    // --- users -----------------------------------------------------------
+
+    /// Creates a user with the hash of its API token. `Conflict` on a taken name.
+    async fn create_user(
+        &self,
+        user: &User,
+        token_hash: &Hash,
+        event: NewEvent,
+    ) -> Result<Event, StoreError>;
+    async fn user_by_name(&self, name: &Name) -> Result<Option<User>, StoreError>;
+    async fn user_by_token_hash(&self, token_hash: &Hash) -> Result<Option<User>, StoreError>;
+    async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+    async fn count_users(&self) -> Result<u64, StoreError>;
+
+    // --- agents ----------------------------------------------------------
+
+    /// `Conflict` on a taken name.
+    async fn create_agent(&self, agent: &Agent, event: NewEvent) -> Result<Event, StoreError>;
+    /// Replaces an existing agent's tier, owner, description and source.
+    /// `NotFound` if absent.
+    async fn update_agent(&self, agent: &Agent, event: NewEvent) -> Result<Event, StoreError>;
+    async fn agent_by_name(&self, name: &Name) -> Result<Option<Agent>, StoreError>;
+    async fn list_agents(&self) -> Result<Vec<Agent>, StoreError>;
+
+    // --- tasks -----------------------------------------------------------
+
+    /// `Conflict` if the id exists. The agent and delegator must exist
+    /// (`NotFound` otherwise).
+    async fn create_task(&self, task: &Task, event: NewEvent) -> Result<Event, StoreError>;
+    async fn get_task(&self, id: TaskId) -> Result<Option<Task>, StoreError>;
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, StoreError>;
+    /// Ends a live task. `NotFound` if absent, `InvalidState` if already
+    /// ended. Returns the ended task.
+    async fn end_task(
+        &self,
+        id: TaskId,
+        reason: EndReason,
+        note: Option<&str>,
+        at: Timestamp,
+        event: NewEvent,
+    ) -> Result<(Task, Event), StoreError>;
+    /// Replaces a live task's scope and expiry with narrower ones. The
+    /// caller checks that they are narrower; the store checks again and
+    /// refuses with `InvalidState` (writing nothing) a wider scope, a later
+    /// expiry or an ended task. `NotFound` if absent.
+    async fn narrow_task(&self, task: &Task, event: NewEvent) -> Result<Event, StoreError>;
+    /// Live tasks whose `expires_at <= now`, oldest first, at most `limit`.
+    /// The reaper ends each with [`Store::end_task`].
+    async fn expired_tasks(&self, now: Timestamp, limit: u32) -> Result<Vec<Task>, StoreError>;
+
+    // --- audit -----------------------------------------------------------
+
+    /// Appends events that stand on their own (no state change), in one
+    /// transaction: all or none.
+    async fn append_audit(&self, events: Vec<NewEvent>) -> Result<Vec<Event>, StoreError>;
+    /// The chain head (seq, hash), `None` when empty.
+    async fn audit_head(&self) -> Result<Option<(u64, Hash)>, StoreError>;
+    /// Decoded events for the API.
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<Event>, StoreError>;
+    /// Raw rows with `seq > after`, ascending, for verification; no
+    /// decoding, so a tampered row reaches the verifier as it is.
+    async fn raw_audit(&self, after: i64, limit: u32) -> Result<Vec<RawEvent>, StoreError>;
+    /// Stores a signed checkpoint. `InvalidState` unless the chain holds an
+    /// event at `checkpoint.seq` with `checkpoint.hash`; a second checkpoint
+    /// for the same seq is accepted and dropped (several servers may sign
+    /// one head). The signature is not checked here.
+    async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
+    async fn list_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError>;
+    async fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError>;
+
+    // --- keys ------------------------------------------------------------
+
+    /// Records a public key; a no-op if the kid is known.
+    async fn put_public_key(&self, key: &PublicKeyRecord) -> Result<(), StoreError>;
+    async fn list_public_keys(&self) -> Result<Vec<PublicKeyRecord>, StoreError>;
+}
+
+/// Opens the store a URL names and brings its schema up to date:
+///
+/// - `sqlite://PATH` or `sqlite:PATH`: a file, relative to the working
+///   directory or absolute (`sqlite:///var/lib/warrant/warrant.db`). The
+///   file and its parent directories are created if missing, the file
+///   with mode 0600.
+/// - `postgres://...` or `postgresql://...`: a libpq-style URL.
+///
+/// Anything else is a [`StoreError::Config`]; a database that cannot be
+/// reached is [`StoreError::Unavailable`].
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(PgStore::connect(url).await?));
+    }
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        if path.is_empty() {
+            return Err(StoreError::Config(
+                "the sqlite url names no file: use `sqlite://PATH`, e.g. `sqlite://warrant-data/warrant.db`"
+                    .into(),
+            ));
+        }
+        if path == ":memory:" || path.contains('?') {
+            return Err(StoreError::Config(format!(
+                "sqlite url `{url}` is not supported: give a plain file path such as `sqlite://warrant-data/warrant.db` \
+                 (no in-memory databases, no query parameters)"
+            )));
+        }
+        return Ok(Arc::new(SqliteStore::open(Path::new(path)).await?));
+    }
+    // The scheme only: a url may carry a password.
+    let scheme = url.split_once(':').map_or("", |(s, _)| s);
+    let shown = if scheme.is_empty() || scheme.len() > 32 {
+        String::new()
+    } else {
+        format!(" `{scheme}`")
+    };
+    Err(StoreError::Config(format!(
+        "unsupported store url scheme{shown}: expected `sqlite://PATH` or `postgres://USER@HOST/DB` (also `postgresql://`)"
+    )))
+}

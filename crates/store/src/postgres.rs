@@ -1,0 +1,704 @@
+//! The shared store: PostgreSQL, for several `warrant serve` processes on
+//! one database.
+//!
+//! Appends are serialized across every process by a row lock: each write
+//! transaction locks the single row of `audit_head` (`SELECT ... FOR
+//! UPDATE`), chains its events after the head it holds, and moves the head
+//! before committing. Transactions run at READ COMMITTED; the lock, not the
+//! isolation level, is what keeps the chain linear.
+//!
+//! Lists sort names with the `C` collation, so both backends return the
+//! same order whatever the database's locale.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Connection as _, Postgres, Transaction};
+use warrant_audit::{Checkpoint, Event, Hash, NewEvent, RawEvent};
+use warrant_core::{Agent, EndReason, Name, Task, TaskId, User};
+
+use crate::common::{
+    AgentRow, AuditRow, CheckpointRow, MAX_AUDIT, MAX_TASKS, PublicKeyRow, TaskRow, UserRow,
+    check_narrowing, decode_all, head_or_genesis, is_fk_violation, is_unique_violation,
+    migrate_error, page, sqlx_error, to_json, to_us, violates,
+};
+use crate::{AuditFilter, PublicKeyRecord, Store, StoreError, TaskFilter};
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long a caller waits for a pooled connection before the store
+/// reports itself unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_CONNECTIONS: u32 = 10;
+
+/// The uuid is selected as text so both backends share one row type.
+const TASK_COLUMNS: &str = "id::text AS id, agent, delegator, purpose, ticket, scope, state, \
+                            end_reason, end_note, created_at, expires_at, ended_at";
+
+/// The PostgreSQL store. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://` or `postgresql://`) and brings the
+    /// schema up to date. Concurrent callers are safe: sqlx takes an
+    /// advisory lock around migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| {
+            StoreError::Config(format!(
+                "invalid postgresql url: {}",
+                redact(&e.to_string(), url)
+            ))
+        })?;
+        let target = format!("{}:{}", options.get_host(), options.get_port());
+        let database = options.get_database().unwrap_or("").to_owned();
+        let unreachable = |e: sqlx::Error| {
+            StoreError::Unavailable(format!(
+                "cannot connect to postgresql at `{target}` (database `{database}`): {} \
+                 (check that the server is running and the url's user, password and database)",
+                redact(&e.to_string(), url)
+            ))
+        };
+        // One direct attempt first: the pool would retry a refused
+        // connection until its acquire timeout, this fails at once.
+        PgConnection::connect_with(&options)
+            .await
+            .map_err(unreachable)?
+            .close()
+            .await
+            .ok();
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(unreachable)?;
+        MIGRATOR.run(&pool).await.map_err(migrate_error)?;
+        Ok(Self { pool })
+    }
+}
+
+/// Removes the url (which may carry a password) from a message.
+fn redact(message: &str, url: &str) -> String {
+    message.replace(url, "<url>")
+}
+
+/// Commits on success, rolls back on error, so no early return can leave a
+/// half-written change behind.
+async fn finish<T>(
+    tx: Transaction<'static, Postgres>,
+    result: Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    match result {
+        Ok(value) => {
+            tx.commit().await.map_err(sqlx_error)?;
+            Ok(value)
+        }
+        Err(e) => {
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(error = %rollback, "postgresql rollback failed");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Chains `events` after the head and inserts them, then moves the head.
+///
+/// INVARIANT: the `audit_head` row lock is the last lock a write
+/// transaction takes (any task row it locks comes first), so two writers
+/// can never wait on each other in a cycle. The lock is held until commit,
+/// so the head read here stays the head for every process.
+async fn append(conn: &mut PgConnection, events: Vec<NewEvent>) -> Result<Vec<Event>, StoreError> {
+    let head: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(sqlx_error)?;
+    if head.is_none() {
+        return Err(StoreError::Corrupt("the audit head row is missing".into()));
+    }
+    let (mut seq, mut prev) = head_or_genesis(head)?;
+    let mut chained = Vec::with_capacity(events.len());
+    for event in events {
+        seq += 1;
+        let event = event.chain(seq, prev);
+        let raw = event.to_raw();
+        sqlx::query(
+            "INSERT INTO audit_events \
+             (seq, time_us, kind, actor, subject, task_id, data, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(raw.seq)
+        .bind(raw.time_us)
+        .bind(raw.kind)
+        .bind(raw.actor)
+        .bind(raw.subject)
+        .bind(raw.task_id)
+        .bind(raw.data)
+        .bind(raw.prev_hash)
+        .bind(raw.hash)
+        .execute(&mut *conn)
+        .await
+        .map_err(sqlx_error)?;
+        prev = event.hash;
+        chained.push(event);
+    }
+    let head_seq = i64::try_from(seq)
+        .map_err(|_| StoreError::Corrupt(format!("audit sequence {seq} overflows")))?;
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(head_seq)
+        .bind(prev.as_slice())
+        .execute(&mut *conn)
+        .await
+        .map_err(sqlx_error)?;
+    Ok(chained)
+}
+
+async fn append_one(conn: &mut PgConnection, event: NewEvent) -> Result<Event, StoreError> {
+    append(conn, vec![event])
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt("the audit append returned no event".into()))
+}
+
+/// Reads a task; with `lock`, also locks its row until the transaction ends.
+async fn task_in(
+    conn: &mut PgConnection,
+    id: TaskId,
+    lock: bool,
+) -> Result<Option<Task>, StoreError> {
+    let sql = format!(
+        "SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    sqlx::query_as::<_, TaskRow>(sqlx::AssertSqlSafe(sql))
+        .bind(id.0)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(sqlx_error)?
+        .map(TaskRow::decode)
+        .transpose()
+}
+
+async fn exists(conn: &mut PgConnection, sql: &'static str, key: &str) -> Result<bool, StoreError> {
+    let row: Option<(i32,)> = sqlx::query_as(sql)
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(sqlx_error)?;
+    Ok(row.is_some())
+}
+
+async fn create_user_tx(
+    conn: &mut PgConnection,
+    user: &User,
+    token_hash: &Hash,
+    event: NewEvent,
+) -> Result<Event, StoreError> {
+    sqlx::query(
+        "INSERT INTO users (name, groups, admin, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(user.name.as_str())
+    .bind(to_json("user groups", &user.groups)?)
+    .bind(user.admin)
+    .bind(token_hash.as_slice())
+    .bind(to_us(user.created_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) && violates(&e, "token_hash") {
+            StoreError::Conflict("a user with this api token".into())
+        } else if is_unique_violation(&e) {
+            StoreError::Conflict(format!("user `{}`", user.name))
+        } else {
+            sqlx_error(e)
+        }
+    })?;
+    append_one(conn, event).await
+}
+
+async fn create_agent_tx(
+    conn: &mut PgConnection,
+    agent: &Agent,
+    event: NewEvent,
+) -> Result<Event, StoreError> {
+    sqlx::query(
+        "INSERT INTO agents (name, tier, owner, description, source, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(agent.name.as_str())
+    .bind(agent.tier.as_str())
+    .bind(agent.owner.as_ref().map(Name::as_str))
+    .bind(agent.description.as_str())
+    .bind(agent.source.as_str())
+    .bind(to_us(agent.created_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict(format!("agent `{}`", agent.name))
+        } else {
+            sqlx_error(e)
+        }
+    })?;
+    append_one(conn, event).await
+}
+
+async fn update_agent_tx(
+    conn: &mut PgConnection,
+    agent: &Agent,
+    event: NewEvent,
+) -> Result<Event, StoreError> {
+    let done = sqlx::query(
+        "UPDATE agents SET tier = $2, owner = $3, description = $4, source = $5 WHERE name = $1",
+    )
+    .bind(agent.name.as_str())
+    .bind(agent.tier.as_str())
+    .bind(agent.owner.as_ref().map(Name::as_str))
+    .bind(agent.description.as_str())
+    .bind(agent.source.as_str())
+    .execute(&mut *conn)
+    .await
+    .map_err(sqlx_error)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("agent `{}`", agent.name)));
+    }
+    append_one(conn, event).await
+}
+
+async fn create_task_tx(
+    conn: &mut PgConnection,
+    task: &Task,
+    event: NewEvent,
+) -> Result<Event, StoreError> {
+    // Checked first so the error names what is missing; the foreign keys
+    // stay as the backstop.
+    if !exists(
+        conn,
+        "SELECT 1 FROM agents WHERE name = $1",
+        task.agent.as_str(),
+    )
+    .await?
+    {
+        return Err(StoreError::NotFound(format!("agent `{}`", task.agent)));
+    }
+    if !exists(
+        conn,
+        "SELECT 1 FROM users WHERE name = $1",
+        task.delegator.as_str(),
+    )
+    .await?
+    {
+        return Err(StoreError::NotFound(format!("user `{}`", task.delegator)));
+    }
+    sqlx::query(
+        "INSERT INTO tasks (id, agent, delegator, purpose, ticket, scope, state, end_reason, \
+         end_note, created_at, expires_at, ended_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(task.id.0)
+    .bind(task.agent.as_str())
+    .bind(task.delegator.as_str())
+    .bind(task.purpose.as_str())
+    .bind(task.ticket.as_deref())
+    .bind(to_json("task scope", &task.scope)?)
+    .bind(task.state.as_str())
+    .bind(task.end_reason.map(EndReason::as_str))
+    .bind(task.end_note.as_deref())
+    .bind(to_us(task.created_at))
+    .bind(to_us(task.expires_at))
+    .bind(task.ended_at.map(to_us))
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict(format!("task `{}`", task.id))
+        } else if is_fk_violation(&e) {
+            StoreError::NotFound(format!(
+                "agent `{}` or user `{}`",
+                task.agent, task.delegator
+            ))
+        } else {
+            sqlx_error(e)
+        }
+    })?;
+    append_one(conn, event).await
+}
+
+async fn end_task_tx(
+    conn: &mut PgConnection,
+    id: TaskId,
+    reason: EndReason,
+    note: Option<&str>,
+    at: Timestamp,
+    event: NewEvent,
+) -> Result<(Task, Event), StoreError> {
+    // The row lock makes a concurrent second `end_task` wait and then see
+    // the task ended.
+    let Some(task) = task_in(conn, id, true).await? else {
+        return Err(StoreError::NotFound(format!("task `{id}`")));
+    };
+    if !task.is_live() {
+        return Err(StoreError::InvalidState(format!(
+            "task `{id}` has already ended"
+        )));
+    }
+    sqlx::query(
+        "UPDATE tasks SET state = 'ended', end_reason = $2, end_note = $3, ended_at = $4 \
+         WHERE id = $1",
+    )
+    .bind(id.0)
+    .bind(reason.as_str())
+    .bind(note)
+    .bind(to_us(at))
+    .execute(&mut *conn)
+    .await
+    .map_err(sqlx_error)?;
+    let event = append_one(conn, event).await?;
+    let task = task_in(conn, id, false)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("task `{id}` vanished while ending it")))?;
+    Ok((task, event))
+}
+
+async fn narrow_task_tx(
+    conn: &mut PgConnection,
+    task: &Task,
+    event: NewEvent,
+) -> Result<Event, StoreError> {
+    let Some(current) = task_in(conn, task.id, true).await? else {
+        return Err(StoreError::NotFound(format!("task `{}`", task.id)));
+    };
+    check_narrowing(&current, task)?;
+    sqlx::query("UPDATE tasks SET scope = $2, expires_at = $3 WHERE id = $1")
+        .bind(task.id.0)
+        .bind(to_json("task scope", &task.scope)?)
+        .bind(to_us(task.expires_at))
+        .execute(&mut *conn)
+        .await
+        .map_err(sqlx_error)?;
+    append_one(conn, event).await
+}
+
+async fn put_checkpoint_tx(conn: &mut PgConnection, cp: &Checkpoint) -> Result<(), StoreError> {
+    let seq = i64::try_from(cp.seq).map_err(|_| {
+        StoreError::InvalidState(format!("checkpoint sequence `{}` is too large", cp.seq))
+    })?;
+    let event: Option<(Vec<u8>,)> = sqlx::query_as("SELECT hash FROM audit_events WHERE seq = $1")
+        .bind(seq)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(sqlx_error)?;
+    if event.as_ref().map(|(h,)| h.as_slice()) != Some(cp.hash.as_slice()) {
+        return Err(StoreError::InvalidState(format!(
+            "checkpoint at sequence {} does not match the audit chain",
+            cp.seq
+        )));
+    }
+    sqlx::query(
+        // Several servers may sign the same head; the first one stays.
+        "INSERT INTO audit_checkpoints (seq, hash, time_us, kid, signature) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING",
+    )
+    .bind(seq)
+    .bind(cp.hash.as_slice())
+    .bind(to_us(cp.time))
+    .bind(cp.kid.as_str())
+    .bind(cp.signature.as_slice())
+    .execute(&mut *conn)
+    .await
+    .map_err(sqlx_error)?;
+    Ok(())
+}
+
+impl PgStore {
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        self.pool.begin().await.map_err(sqlx_error)
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(sqlx_error)?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn create_user(
+        &self,
+        user: &User,
+        token_hash: &Hash,
+        event: NewEvent,
+    ) -> Result<Event, StoreError> {
+        let mut tx = self.begin().await?;
+        let result = create_user_tx(&mut tx, user, token_hash, event).await;
+        finish(tx, result).await
+    }
+
+    async fn user_by_name(&self, name: &Name) -> Result<Option<User>, StoreError> {
+        sqlx::query_as::<_, UserRow>(
+            "SELECT name, groups, admin, created_at FROM users WHERE name = $1",
+        )
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sqlx_error)?
+        .map(UserRow::decode)
+        .transpose()
+    }
+
+    async fn user_by_token_hash(&self, token_hash: &Hash) -> Result<Option<User>, StoreError> {
+        sqlx::query_as::<_, UserRow>(
+            "SELECT name, groups, admin, created_at FROM users WHERE token_hash = $1",
+        )
+        .bind(token_hash.as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sqlx_error)?
+        .map(UserRow::decode)
+        .transpose()
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        let rows = sqlx::query_as::<_, UserRow>(
+            "SELECT name, groups, admin, created_at FROM users ORDER BY name COLLATE \"C\"",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlx_error)?;
+        decode_all(rows, UserRow::decode)
+    }
+
+    async fn count_users(&self) -> Result<u64, StoreError> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(sqlx_error)?;
+        Ok(n.unsigned_abs())
+    }
+
+    async fn create_agent(&self, agent: &Agent, event: NewEvent) -> Result<Event, StoreError> {
+        let mut tx = self.begin().await?;
+        let result = create_agent_tx(&mut tx, agent, event).await;
+        finish(tx, result).await
+    }
+
+    async fn update_agent(&self, agent: &Agent, event: NewEvent) -> Result<Event, StoreError> {
+        let mut tx = self.begin().await?;
+        let result = update_agent_tx(&mut tx, agent, event).await;
+        finish(tx, result).await
+    }
+
+    async fn agent_by_name(&self, name: &Name) -> Result<Option<Agent>, StoreError> {
+        sqlx::query_as::<_, AgentRow>(
+            "SELECT name, tier, owner, description, source, created_at FROM agents WHERE name = $1",
+        )
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sqlx_error)?
+        .map(AgentRow::decode)
+        .transpose()
+    }
+
+    async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
+        let rows = sqlx::query_as::<_, AgentRow>(
+            "SELECT name, tier, owner, description, source, created_at FROM agents ORDER BY name COLLATE \"C\"",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlx_error)?;
+        decode_all(rows, AgentRow::decode)
+    }
+
+    async fn create_task(&self, task: &Task, event: NewEvent) -> Result<Event, StoreError> {
+        let mut tx = self.begin().await?;
+        let result = create_task_tx(&mut tx, task, event).await;
+        finish(tx, result).await
+    }
+
+    async fn get_task(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(sqlx_error)?;
+        task_in(&mut conn, id, false).await
+    }
+
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, StoreError> {
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks \
+             WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR delegator = $2) \
+             AND ($3::text IS NULL OR agent = $3) \
+             ORDER BY created_at DESC, tasks.id DESC LIMIT $4"
+        );
+        let rows = sqlx::query_as::<_, TaskRow>(sqlx::AssertSqlSafe(sql))
+            .bind(filter.state.map(|s| s.as_str()))
+            .bind(filter.delegator.as_ref().map(Name::as_str))
+            .bind(filter.agent.as_ref().map(Name::as_str))
+            .bind(page(filter.limit, MAX_TASKS))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sqlx_error)?;
+        decode_all(rows, TaskRow::decode)
+    }
+
+    async fn end_task(
+        &self,
+        id: TaskId,
+        reason: EndReason,
+        note: Option<&str>,
+        at: Timestamp,
+        event: NewEvent,
+    ) -> Result<(Task, Event), StoreError> {
+        let mut tx = self.begin().await?;
+        let result = end_task_tx(&mut tx, id, reason, note, at, event).await;
+        finish(tx, result).await
+    }
+
+    async fn narrow_task(&self, task: &Task, event: NewEvent) -> Result<Event, StoreError> {
+        let mut tx = self.begin().await?;
+        let result = narrow_task_tx(&mut tx, task, event).await;
+        finish(tx, result).await
+    }
+
+    async fn expired_tasks(&self, now: Timestamp, limit: u32) -> Result<Vec<Task>, StoreError> {
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks \
+             WHERE state IN ('pending', 'active') AND expires_at <= $1 \
+             ORDER BY expires_at, tasks.id LIMIT $2"
+        );
+        let rows = sqlx::query_as::<_, TaskRow>(sqlx::AssertSqlSafe(sql))
+            .bind(to_us(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sqlx_error)?;
+        decode_all(rows, TaskRow::decode)
+    }
+
+    async fn append_audit(&self, events: Vec<NewEvent>) -> Result<Vec<Event>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        let result = append(&mut tx, events).await;
+        finish(tx, result).await
+    }
+
+    async fn audit_head(&self) -> Result<Option<(u64, Hash)>, StoreError> {
+        // The events themselves, not `audit_head`: this is what a verifier
+        // will walk.
+        let head: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(sqlx_error)?;
+        match head {
+            None => Ok(None),
+            some => head_or_genesis(some).map(Some),
+        }
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<Event>, StoreError> {
+        let after = i64::try_from(filter.after).unwrap_or(i64::MAX);
+        let rows = sqlx::query_as::<_, AuditRow>(
+            "SELECT seq, time_us, kind, actor, subject, task_id, data, prev_hash, hash \
+             FROM audit_events WHERE seq > $1 AND ($2::text IS NULL OR task_id = $2) \
+             AND ($3::text IS NULL OR kind = $3) ORDER BY seq LIMIT $4",
+        )
+        .bind(after)
+        .bind(filter.task_id.as_deref())
+        .bind(filter.kind.as_deref())
+        .bind(page(filter.limit, MAX_AUDIT))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlx_error)?;
+        decode_all(rows, |row| {
+            let raw = RawEvent::from(row);
+            raw.decode()
+                .map_err(|e| StoreError::Corrupt(format!("audit event {}: {e}", raw.seq)))
+        })
+    }
+
+    async fn raw_audit(&self, after: i64, limit: u32) -> Result<Vec<RawEvent>, StoreError> {
+        let rows = sqlx::query_as::<_, AuditRow>(
+            "SELECT seq, time_us, kind, actor, subject, task_id, data, prev_hash, hash \
+             FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlx_error)?;
+        Ok(rows.into_iter().map(RawEvent::from).collect())
+    }
+
+    async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let result = put_checkpoint_tx(&mut tx, checkpoint).await;
+        finish(tx, result).await
+    }
+
+    async fn list_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows = sqlx::query_as::<_, CheckpointRow>(
+            "SELECT seq, hash, time_us, kid, signature FROM audit_checkpoints ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlx_error)?;
+        decode_all(rows, CheckpointRow::decode)
+    }
+
+    async fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        sqlx::query_as::<_, CheckpointRow>(
+            "SELECT seq, hash, time_us, kid, signature FROM audit_checkpoints \
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sqlx_error)?
+        .map(CheckpointRow::decode)
+        .transpose()
+    }
+
+    async fn put_public_key(&self, key: &PublicKeyRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO public_keys (kid, alg, public_key, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (kid) DO NOTHING",
+        )
+        .bind(key.kid.as_str())
+        .bind(key.alg.as_str())
+        .bind(key.public_key.as_slice())
+        .bind(to_us(key.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(sqlx_error)?;
+        Ok(())
+    }
+
+    async fn list_public_keys(&self) -> Result<Vec<PublicKeyRecord>, StoreError> {
+        let rows = sqlx::query_as::<_, PublicKeyRow>(
+            "SELECT kid, alg, public_key, created_at FROM public_keys ORDER BY created_at, kid COLLATE \"C\"",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlx_error)?;
+        decode_all(rows, PublicKeyRow::decode)
+    }
+}

@@ -1,0 +1,725 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! Commits are durable (`synchronous=FULL`). Every write runs in a
+//! `BEGIN IMMEDIATE` transaction, which takes SQLite's single write lock up
+//! front: the audit append that reads the chain head and inserts the next
+//! sequence number can then never interleave with another writer, in this
+//! process or another one. Within the process, writers also queue on an
+//! async mutex so they wait their turn instead of polling the busy handler.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{Sqlite, Transaction};
+use tokio::sync::Mutex;
+use warrant_audit::{Checkpoint, Event, Hash, NewEvent, RawEvent};
+use warrant_core::{Agent, EndReason, Name, Task, TaskId, User};
+
+use crate::common::{
+    AgentRow, AuditRow, CheckpointRow, MAX_AUDIT, MAX_TASKS, PublicKeyRow, TaskRow, UserRow,
+    check_narrowing, decode_all, head_or_genesis, is_fk_violation, is_unique_violation, page,
+    sqlx_error, to_json, to_us, violates,
+};
+use crate::{AuditFilter, PublicKeyRecord, Store, StoreError, TaskFilter};
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a writer waits for another process's write lock before the
+/// store reports itself unavailable.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_CONNECTIONS: u32 = 8;
+
+const TASK_COLUMNS: &str = "id, agent, delegator, purpose, ticket, scope, state, end_reason, \
+                            end_note, created_at, expires_at, ended_at";
+
+/// The SQLite store. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    path: PathBuf,
+    /// INVARIANT: every write transaction this process runs holds this lock
+    /// from `BEGIN IMMEDIATE` to commit or rollback.
+    write: Mutex<()>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its
+    /// schema up to date. A new file and its missing parent directories
+    /// are created; the file is readable by its owner only.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        create_file(path)?;
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(BUSY_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot open the sqlite database `{}`: {e}",
+                    path.display()
+                ))
+            })?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(crate::common::migrate_error)?;
+        Ok(Self {
+            pool,
+            path: path.to_owned(),
+            write: Mutex::new(()),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(sqlx_error)
+    }
+}
+
+/// Creates `path`'s parent directories and, if the file is new, the file
+/// itself with mode 0600 (SQLite gives its `-wal` and `-shm` files the
+/// same mode).
+fn create_file(path: &Path) -> Result<(), StoreError> {
+    let io = |what: &str, p: &Path, e: std::io::Error| {
+        StoreError::Unavailable(format!("cannot {what} `{}`: {e}", p.display()))
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| io("create the directory", parent, e))?;
+    }
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    match open.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io("create the database file", path, e)),
+    }
+}
+
+/// Commits on success, rolls back on error, so no early return can leave a
+/// half-written change behind.
+async fn finish<T>(
+    tx: Transaction<'static, Sqlite>,
+    result: Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    match result {
+        Ok(value) => {
+            tx.commit().await.map_err(sqlx_error)?;
+            Ok(value)
+        }
+        Err(e) => {
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(error = %rollback, "sqlite rollback failed");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Chains `events` after the current head and inserts them.
+///
+/// INVARIANT: `conn` is inside a `BEGIN IMMEDIATE` transaction, so it holds
+/// the database's write lock: the head read here stays the head until the
+/// transaction ends.
+async fn append(
+    conn: &mut SqliteConnection,
+    events: Vec<NewEvent>,
+) -> Result<Vec<Event>, StoreError> {
+    let head: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(sqlx_error)?;
+    let (mut seq, mut prev) = head_or_genesis(head)?;
+    let mut chained = Vec::with_capacity(events.len());
+    for event in events {
+        seq += 1;
+        let event = event.chain(seq, prev);
+        let raw = event.to_raw();
+        sqlx::query(
+            "INSERT INTO audit_events \
+             (seq, time_us, kind, actor, subject, task_id, data, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(raw.seq)
+        .bind(raw.time_us)
+        .bind(raw.kind)
+        .bind(raw.actor)
+        .bind(raw.subject)
+        .bind(raw.task_id)
+        .bind(raw.data)
+        .bind(raw.prev_hash)
+        .bind(raw.hash)
+        .execute(&mut *conn)
+        .await
+        .map_err(sqlx_error)?;
+        prev = event.hash;
+        chained.push(event);
+    }
+    Ok(chained)
+}
+
+async fn append_one(conn: &mut SqliteConnection, event: NewEvent) -> Result<Event, StoreError> {
+    append(conn, vec![event])
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::Corrupt("the audit append returned no event".into()))
+}
+
+async fn task_in(conn: &mut SqliteConnection, id: TaskId) -> Result<Option<Task>, StoreError> {
+    let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1");
+    sqlx::query_as::<_, TaskRow>(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(sqlx_error)?
+        .map(TaskRow::decode)
+        .transpose()
+}
+
+async fn exists(
+    conn: &mut SqliteConnection,
+    sql: &'static str,
+    key: &str,
+) -> Result<bool, StoreError> {
+    let row: Option<(i64,)> = sqlx::query_as(sql)
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(sqlx_error)?;
+    Ok(row.is_some())
+}
+
+async fn create_user_tx(
+    conn: &mut SqliteConnection,
+    user: &User,
+    token_hash: &Hash,
+    event: NewEvent,
+) -> Result<Event, StoreError> {
+    sqlx::query(
+        "INSERT INTO users (name, groups, admin, token_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(user.name.as_str())
+    .bind(to_json("user groups", &user.groups)?)
+    .bind(user.admin)
+    .bind(token_hash.as_slice())
+    .bind(to_us(user.created_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) && violates(&e, "token_hash") {
+            StoreError::Conflict("a user with this api token".into())
+        } else if is_unique_violation(&e) {
+            StoreError::Conflict(format!("user `{}`", user.name))
+        } else {
+            sqlx_error(e)
+        }
+    })?;
+    append_one(conn, event).await
+}
+
+async fn create_agent_tx(
+    conn: &mut SqliteConnection,
+    agent: &Agent,
+    event: NewEvent,
+) -> Result<Event, StoreError> {
+    sqlx::query(
+        "INSERT INTO agents (name, tier, owner, description, source, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(agent.name.as_str())
+    .bind(agent.tier.as_str())
+    .bind(agent.owner.as_ref().map(Name::as_str))
+    .bind(agent.description.as_str())
+    .bind(agent.source.as_str())
+    .bind(to_us(agent.created_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict(format!("agent `{}`", agent.name))
+        } else {
+            sqlx_error(e)
+        }
+    })?;
+    append_one(conn, event).await
+}
+
+async fn update_agent_tx(
+    conn: &mut SqliteConnection,
+    agent: &Agent,
+    event: NewEvent,
+) -> Result<Event, StoreError> {
+    let done = sqlx::query(
+        "UPDATE agents SET tier = $2, owner = $3, description = $4, source = $5 WHERE name = $1",
+    )
+    .bind(agent.name.as_str())
+    .bind(agent.tier.as_str())
+    .bind(agent.owner.as_ref().map(Name::as_str))
+    .bind(agent.description.as_str())
+    .bind(agent.source.as_str())
+    .execute(&mut *conn)
+    .await
+    .map_err(sqlx_error)?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::NotFound(format!("agent `{}`", agent.name)));
+    }
+    append_one(conn, event).await
+}
+
+async fn create_task_tx(
+    conn: &mut SqliteConnection,
+    task: &Task,
+    event: NewEvent,
+) -> Result<Event, StoreError> {
+    // Checked first so the error names what is missing; the foreign keys
+    // stay as the backstop.
+    if !exists(
+        conn,
+        "SELECT 1 FROM agents WHERE name = $1",
+        task.agent.as_str(),
+    )
+    .await?
+    {
+        return Err(StoreError::NotFound(format!("agent `{}`", task.agent)));
+    }
+    if !exists(
+        conn,
+        "SELECT 1 FROM users WHERE name = $1",
+        task.delegator.as_str(),
+    )
+    .await?
+    {
+        return Err(StoreError::NotFound(format!("user `{}`", task.delegator)));
+    }
+    sqlx::query(
+        "INSERT INTO tasks (id, agent, delegator, purpose, ticket, scope, state, end_reason, \
+         end_note, created_at, expires_at, ended_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(task.id.to_string())
+    .bind(task.agent.as_str())
+    .bind(task.delegator.as_str())
+    .bind(task.purpose.as_str())
+    .bind(task.ticket.as_deref())
+    .bind(to_json("task scope", &task.scope)?)
+    .bind(task.state.as_str())
+    .bind(task.end_reason.map(EndReason::as_str))
+    .bind(task.end_note.as_deref())
+    .bind(to_us(task.created_at))
+    .bind(to_us(task.expires_at))
+    .bind(task.ended_at.map(to_us))
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict(format!("task `{}`", task.id))
+        } else if is_fk_violation(&e) {
+            StoreError::NotFound(format!(
+                "agent `{}` or user `{}`",
+                task.agent, task.delegator
+            ))
+        } else {
+            sqlx_error(e)
+        }
+    })?;
+    append_one(conn, event).await
+}
+
+async fn end_task_tx(
+    conn: &mut SqliteConnection,
+    id: TaskId,
+    reason: EndReason,
+    note: Option<&str>,
+    at: Timestamp,
+    event: NewEvent,
+) -> Result<(Task, Event), StoreError> {
+    let Some(task) = task_in(conn, id).await? else {
+        return Err(StoreError::NotFound(format!("task `{id}`")));
+    };
+    if !task.is_live() {
+        return Err(StoreError::InvalidState(format!(
+            "task `{id}` has already ended"
+        )));
+    }
+    sqlx::query(
+        "UPDATE tasks SET state = 'ended', end_reason = $2, end_note = $3, ended_at = $4 \
+         WHERE id = $1 AND state <> 'ended'",
+    )
+    .bind(id.to_string())
+    .bind(reason.as_str())
+    .bind(note)
+    .bind(to_us(at))
+    .execute(&mut *conn)
+    .await
+    .map_err(sqlx_error)?;
+    let event = append_one(conn, event).await?;
+    let task = task_in(conn, id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("task `{id}` vanished while ending it")))?;
+    Ok((task, event))
+}
+
+async fn narrow_task_tx(
+    conn: &mut SqliteConnection,
+    task: &Task,
+    event: NewEvent,
+) -> Result<Event, StoreError> {
+    let Some(current) = task_in(conn, task.id).await? else {
+        return Err(StoreError::NotFound(format!("task `{}`", task.id)));
+    };
+    check_narrowing(&current, task)?;
+    sqlx::query("UPDATE tasks SET scope = $2, expires_at = $3 WHERE id = $1")
+        .bind(task.id.to_string())
+        .bind(to_json("task scope", &task.scope)?)
+        .bind(to_us(task.expires_at))
+        .execute(&mut *conn)
+        .await
+        .map_err(sqlx_error)?;
+    append_one(conn, event).await
+}
+
+async fn put_checkpoint_tx(conn: &mut SqliteConnection, cp: &Checkpoint) -> Result<(), StoreError> {
+    let seq = i64::try_from(cp.seq).map_err(|_| {
+        StoreError::InvalidState(format!("checkpoint sequence `{}` is too large", cp.seq))
+    })?;
+    let event: Option<(Vec<u8>,)> = sqlx::query_as("SELECT hash FROM audit_events WHERE seq = $1")
+        .bind(seq)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(sqlx_error)?;
+    if event.as_ref().map(|(h,)| h.as_slice()) != Some(cp.hash.as_slice()) {
+        return Err(StoreError::InvalidState(format!(
+            "checkpoint at sequence {} does not match the audit chain",
+            cp.seq
+        )));
+    }
+    sqlx::query(
+        // A checkpoint already at this seq signed the same hash (checked
+        // above against the chain): the head is anchored, keep the first.
+        "INSERT INTO audit_checkpoints (seq, hash, time_us, kid, signature) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING",
+    )
+    .bind(seq)
+    .bind(cp.hash.as_slice())
+    .bind(to_us(cp.time))
+    .bind(cp.kid.as_str())
+    .bind(cp.signature.as_slice())
+    .execute(&mut *conn)
+    .await
+    .map_err(sqlx_error)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(sqlx_error)?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        // Waits for writers in this process, then for checked-out
+        // connections; SQLite checkpoints the WAL as the last one closes.
+        let _write = self.write.lock().await;
+        self.pool.close().await;
+    }
+
+    async fn create_user(
+        &self,
+        user: &User,
+        token_hash: &Hash,
+        event: NewEvent,
+    ) -> Result<Event, StoreError> {
+        let _write = self.write.lock().await;
+        let mut tx = self.begin().await?;
+        let result = create_user_tx(&mut tx, user, token_hash, event).await;
+        finish(tx, result).await
+    }
+
+    async fn user_by_name(&self, name: &Name) -> Result<Option<User>, StoreError> {
+        sqlx::query_as::<_, UserRow>(
+            "SELECT name, groups, admin, created_at FROM users WHERE name = $1",
+        )
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sqlx_error)?
+        .map(UserRow::decode)
+        .transpose()
+    }
+
+    async fn user_by_token_hash(&self, token_hash: &Hash) -> Result<Option<User>, StoreError> {
+        sqlx::query_as::<_, UserRow>(
+            "SELECT name, groups, admin, created_at FROM users WHERE token_hash = $1",
+        )
+        .bind(token_hash.as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sqlx_error)?
+        .map(UserRow::decode)
+        .transpose()
+    }
+
+    async fn list_users(&self) -> Result<Vec<User>, StoreError> {
+        let rows = sqlx::query_as::<_, UserRow>(
+            "SELECT name, groups, admin, created_at FROM users ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlx_error)?;
+        decode_all(rows, UserRow::decode)
+    }
+
+    async fn count_users(&self) -> Result<u64, StoreError> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(sqlx_error)?;
+        Ok(n.unsigned_abs())
+    }
+
+    async fn create_agent(&self, agent: &Agent, event: NewEvent) -> Result<Event, StoreError> {
+        let _write = self.write.lock().await;
+        let mut tx = self.begin().await?;
+        let result = create_agent_tx(&mut tx, agent, event).await;
+        finish(tx, result).await
+    }
+
+    async fn update_agent(&self, agent: &Agent, event: NewEvent) -> Result<Event, StoreError> {
+        let _write = self.write.lock().await;
+        let mut tx = self.begin().await?;
+        let result = update_agent_tx(&mut tx, agent, event).await;
+        finish(tx, result).await
+    }
+
+    async fn agent_by_name(&self, name: &Name) -> Result<Option<Agent>, StoreError> {
+        sqlx::query_as::<_, AgentRow>(
+            "SELECT name, tier, owner, description, source, created_at FROM agents WHERE name = $1",
+        )
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sqlx_error)?
+        .map(AgentRow::decode)
+        .transpose()
+    }
+
+    async fn list_agents(&self) -> Result<Vec<Agent>, StoreError> {
+        let rows = sqlx::query_as::<_, AgentRow>(
+            "SELECT name, tier, owner, description, source, created_at FROM agents ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlx_error)?;
+        decode_all(rows, AgentRow::decode)
+    }
+
+    async fn create_task(&self, task: &Task, event: NewEvent) -> Result<Event, StoreError> {
+        let _write = self.write.lock().await;
+        let mut tx = self.begin().await?;
+        let result = create_task_tx(&mut tx, task, event).await;
+        finish(tx, result).await
+    }
+
+    async fn get_task(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(sqlx_error)?;
+        task_in(&mut conn, id).await
+    }
+
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, StoreError> {
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks \
+             WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR delegator = $2) \
+             AND ($3 IS NULL OR agent = $3) \
+             ORDER BY created_at DESC, id DESC LIMIT $4"
+        );
+        let rows = sqlx::query_as::<_, TaskRow>(sqlx::AssertSqlSafe(sql))
+            .bind(filter.state.map(|s| s.as_str()))
+            .bind(filter.delegator.as_ref().map(Name::as_str))
+            .bind(filter.agent.as_ref().map(Name::as_str))
+            .bind(page(filter.limit, MAX_TASKS))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sqlx_error)?;
+        decode_all(rows, TaskRow::decode)
+    }
+
+    async fn end_task(
+        &self,
+        id: TaskId,
+        reason: EndReason,
+        note: Option<&str>,
+        at: Timestamp,
+        event: NewEvent,
+    ) -> Result<(Task, Event), StoreError> {
+        let _write = self.write.lock().await;
+        let mut tx = self.begin().await?;
+        let result = end_task_tx(&mut tx, id, reason, note, at, event).await;
+        finish(tx, result).await
+    }
+
+    async fn narrow_task(&self, task: &Task, event: NewEvent) -> Result<Event, StoreError> {
+        let _write = self.write.lock().await;
+        let mut tx = self.begin().await?;
+        let result = narrow_task_tx(&mut tx, task, event).await;
+        finish(tx, result).await
+    }
+
+    async fn expired_tasks(&self, now: Timestamp, limit: u32) -> Result<Vec<Task>, StoreError> {
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM tasks \
+             WHERE state IN ('pending', 'active') AND expires_at <= $1 \
+             ORDER BY expires_at, id LIMIT $2"
+        );
+        let rows = sqlx::query_as::<_, TaskRow>(sqlx::AssertSqlSafe(sql))
+            .bind(to_us(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sqlx_error)?;
+        decode_all(rows, TaskRow::decode)
+    }
+
+    async fn append_audit(&self, events: Vec<NewEvent>) -> Result<Vec<Event>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let _write = self.write.lock().await;
+        let mut tx = self.begin().await?;
+        let result = append(&mut tx, events).await;
+        finish(tx, result).await
+    }
+
+    async fn audit_head(&self) -> Result<Option<(u64, Hash)>, StoreError> {
+        let head: Option<(i64, Vec<u8>)> =
+            sqlx::query_as("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(sqlx_error)?;
+        match head {
+            None => Ok(None),
+            some => head_or_genesis(some).map(Some),
+        }
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<Event>, StoreError> {
+        let after = i64::try_from(filter.after).unwrap_or(i64::MAX);
+        let rows = sqlx::query_as::<_, AuditRow>(
+            "SELECT seq, time_us, kind, actor, subject, task_id, data, prev_hash, hash \
+             FROM audit_events WHERE seq > $1 AND ($2 IS NULL OR task_id = $2) \
+             AND ($3 IS NULL OR kind = $3) ORDER BY seq LIMIT $4",
+        )
+        .bind(after)
+        .bind(filter.task_id.as_deref())
+        .bind(filter.kind.as_deref())
+        .bind(page(filter.limit, MAX_AUDIT))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlx_error)?;
+        decode_all(rows, |row| {
+            let raw = RawEvent::from(row);
+            raw.decode()
+                .map_err(|e| StoreError::Corrupt(format!("audit event {}: {e}", raw.seq)))
+        })
+    }
+
+    async fn raw_audit(&self, after: i64, limit: u32) -> Result<Vec<RawEvent>, StoreError> {
+        let rows = sqlx::query_as::<_, AuditRow>(
+            "SELECT seq, time_us, kind, actor, subject, task_id, data, prev_hash, hash \
+             FROM audit_events WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlx_error)?;
+        Ok(rows.into_iter().map(RawEvent::from).collect())
+    }
+
+    async fn put_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError> {
+        let _write = self.write.lock().await;
+        let mut tx = self.begin().await?;
+        let result = put_checkpoint_tx(&mut tx, checkpoint).await;
+        finish(tx, result).await
+    }
+
+    async fn list_checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows = sqlx::query_as::<_, CheckpointRow>(
+            "SELECT seq, hash, time_us, kid, signature FROM audit_checkpoints ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlx_error)?;
+        decode_all(rows, CheckpointRow::decode)
+    }
+
+    async fn last_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        sqlx::query_as::<_, CheckpointRow>(
+            "SELECT seq, hash, time_us, kid, signature FROM audit_checkpoints \
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sqlx_error)?
+        .map(CheckpointRow::decode)
+        .transpose()
+    }
+
+    async fn put_public_key(&self, key: &PublicKeyRecord) -> Result<(), StoreError> {
+        let _write = self.write.lock().await;
+        let mut tx = self.begin().await?;
+        let result = sqlx::query(
+            "INSERT INTO public_keys (kid, alg, public_key, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (kid) DO NOTHING",
+        )
+        .bind(key.kid.as_str())
+        .bind(key.alg.as_str())
+        .bind(key.public_key.as_slice())
+        .bind(to_us(key.created_at))
+        .execute(&mut *tx)
+        .await
+        .map(drop)
+        .map_err(sqlx_error);
+        finish(tx, result).await
+    }
+
+    async fn list_public_keys(&self) -> Result<Vec<PublicKeyRecord>, StoreError> {
+        let rows = sqlx::query_as::<_, PublicKeyRow>(
+            "SELECT kid, alg, public_key, created_at FROM public_keys ORDER BY created_at, kid",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlx_error)?;
+        decode_all(rows, PublicKeyRow::decode)
+    }
+}

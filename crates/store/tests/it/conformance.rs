@@ -1,0 +1,1191 @@
+//! The cases every backend must pass. Each takes a fresh, empty store.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use serde_json::json;
+use warrant_audit::{Checkpoint, Event, Hash, NewEvent, Report, Verifier};
+use warrant_core::{Agent, EndReason, Name, Scope, Task, TaskId, TaskState, Tier, User};
+use warrant_crypto::SigningKey;
+use warrant_store::{AuditFilter, GroupCommitter, PublicKeyRecord, Store, StoreError, TaskFilter};
+
+use crate::Db;
+
+// --- fixtures --------------------------------------------------------------
+
+/// A fixed point in time, whole microseconds (the precision the store keeps).
+fn t0() -> Timestamp {
+    Timestamp::from_second(1_900_000_000).unwrap()
+}
+
+fn mins(n: i64) -> SignedDuration {
+    SignedDuration::from_mins(n)
+}
+
+fn name(s: &str) -> Name {
+    Name::parse("name", s).unwrap()
+}
+
+fn token(n: u8) -> Hash {
+    warrant_crypto::sha256(&[n])
+}
+
+fn user(n: &str, admin: bool, groups: &[&str]) -> User {
+    User {
+        name: name(n),
+        groups: groups.iter().map(|g| name(g)).collect(),
+        admin,
+        created_at: t0(),
+    }
+}
+
+fn agent(n: &str, tier: Tier) -> Agent {
+    Agent {
+        name: name(n),
+        tier,
+        owner: Some(name("alice")),
+        description: format!("{n} does things"),
+        source: "api".into(),
+        created_at: t0(),
+    }
+}
+
+fn scope() -> Scope {
+    Scope {
+        repos: vec!["acme/api".into(), "acme/web".into()],
+        branches: vec!["main".into(), "feature/*".into()],
+        environments: vec!["staging".into()],
+        actions: vec!["repo.read".into(), "repo.push".into()],
+        tools: vec!["github/create_pull_request".into()],
+        secrets: vec![],
+    }
+}
+
+fn task(agent: &str, delegator: &str, created: Timestamp, ttl_mins: i64) -> Task {
+    Task {
+        id: TaskId::new(),
+        agent: name(agent),
+        delegator: name(delegator),
+        purpose: "fix the flaky test".into(),
+        ticket: Some("ACME-42".into()),
+        scope: scope(),
+        state: TaskState::Pending,
+        end_reason: None,
+        end_note: None,
+        created_at: created,
+        expires_at: created + mins(ttl_mins),
+        ended_at: None,
+    }
+}
+
+fn event(kind: &str, subject: &str, task_id: Option<TaskId>) -> NewEvent {
+    NewEvent {
+        time: t0(),
+        kind: kind.into(),
+        actor: "user:alice".into(),
+        subject: subject.into(),
+        task_id: task_id.map(|t| t.to_string()),
+        data: json!({"note": "test", "n": 1}),
+    }
+}
+
+fn user_event(u: &User) -> NewEvent {
+    event("user.created", &format!("user:{}", u.name), None)
+}
+
+fn agent_event(a: &Agent) -> NewEvent {
+    event("agent.created", &format!("agent:{}", a.name), None)
+}
+
+fn task_event(kind: &str, t: &Task) -> NewEvent {
+    event(kind, &format!("task:{}", t.id), Some(t.id))
+}
+
+/// alice (admin) and bob, agents `claude` and `codex`.
+async fn seed(store: &Arc<dyn Store>) {
+    for (i, u) in [user("alice", true, &["ops"]), user("bob", false, &[])]
+        .iter()
+        .enumerate()
+    {
+        store
+            .create_user(u, &token(i as u8 + 100), user_event(u))
+            .await
+            .unwrap();
+    }
+    for a in [
+        agent("claude", Tier::Propose),
+        agent("codex", Tier::ReadOnly),
+    ] {
+        store.create_agent(&a, agent_event(&a)).await.unwrap();
+    }
+}
+
+async fn head(store: &Arc<dyn Store>) -> Option<(u64, Hash)> {
+    store.audit_head().await.unwrap()
+}
+
+async fn head_seq(store: &Arc<dyn Store>) -> u64 {
+    head(store).await.map_or(0, |(s, _)| s)
+}
+
+/// Verifies the whole stored chain as `warrant audit verify` would: raw rows
+/// in pages, every checkpoint, every known key.
+async fn verify(store: &Arc<dyn Store>) -> Report {
+    let keys: HashMap<String, Vec<u8>> = store
+        .list_public_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| (k.kid, k.public_key))
+        .collect();
+    let mut verifier = Verifier::new(keys, store.list_checkpoints().await.unwrap());
+    let mut after = 0;
+    loop {
+        let page = store.raw_audit(after, 97).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for raw in page {
+            verifier.push(raw).unwrap();
+        }
+    }
+    let report = verifier.finish().unwrap();
+    let head = head(store).await;
+    assert_eq!(report.head_seq, head.map_or(0, |(s, _)| s));
+    if let Some((_, hash)) = head {
+        assert_eq!(report.head_hash, hash);
+    }
+    report
+}
+
+fn assert_gapless(events: &[Event], from: u64) {
+    let mut seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    seqs.sort_unstable();
+    let expected: Vec<u64> = (from..from + events.len() as u64).collect();
+    assert_eq!(
+        seqs, expected,
+        "sequence numbers must be unique and gapless"
+    );
+}
+
+// --- cases -------------------------------------------------------------------
+
+pub async fn reports_its_backend_and_answers_ping(store: Arc<dyn Store>) {
+    assert!(matches!(store.backend(), "sqlite" | "postgres"));
+    store.ping().await.unwrap();
+    assert_eq!(head(&store).await, None);
+    assert_eq!(store.count_users().await.unwrap(), 0);
+}
+
+pub async fn users_round_trip(store: Arc<dyn Store>) {
+    let alice = user("alice", true, &["ops", "release"]);
+    let ev = store
+        .create_user(&alice, &token(1), user_event(&alice))
+        .await
+        .unwrap();
+    assert_eq!((ev.seq, ev.kind.as_str()), (1, "user.created"));
+    assert_eq!(ev.subject, "user:alice");
+
+    assert_eq!(
+        store.user_by_name(&name("alice")).await.unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(
+        store.user_by_token_hash(&token(1)).await.unwrap(),
+        Some(alice.clone())
+    );
+    assert_eq!(store.user_by_token_hash(&token(2)).await.unwrap(), None);
+    assert_eq!(store.user_by_name(&name("nobody")).await.unwrap(), None);
+
+    let bob = user("bob", false, &[]);
+    store
+        .create_user(&bob, &token(2), user_event(&bob))
+        .await
+        .unwrap();
+    assert_eq!(store.list_users().await.unwrap(), vec![alice, bob.clone()]);
+    assert_eq!(store.count_users().await.unwrap(), 2);
+    assert_eq!(
+        store.user_by_token_hash(&token(2)).await.unwrap(),
+        Some(bob)
+    );
+    assert_eq!(head_seq(&store).await, 2);
+}
+
+pub async fn duplicate_user_is_a_conflict_and_writes_nothing(store: Arc<dyn Store>) {
+    let alice = user("alice", true, &[]);
+    store
+        .create_user(&alice, &token(1), user_event(&alice))
+        .await
+        .unwrap();
+    let before = head(&store).await;
+
+    let again = user("alice", false, &["other"]);
+    match store
+        .create_user(&again, &token(2), user_event(&again))
+        .await
+    {
+        Err(StoreError::Conflict(what)) => assert!(what.contains("`alice`"), "{what}"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    // Same token, other name: also refused.
+    let carol = user("carol", false, &[]);
+    assert!(matches!(
+        store
+            .create_user(&carol, &token(1), user_event(&carol))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    assert_eq!(head(&store).await, before, "no audit event may be appended");
+    assert_eq!(store.count_users().await.unwrap(), 1);
+    assert_eq!(
+        store.user_by_name(&name("alice")).await.unwrap(),
+        Some(alice)
+    );
+    assert_eq!(store.user_by_token_hash(&token(2)).await.unwrap(), None);
+}
+
+pub async fn agents_round_trip_and_update(store: Arc<dyn Store>) {
+    let claude = agent("claude", Tier::Propose);
+    let mut codex = agent("codex", Tier::ReadOnly);
+    codex.owner = None;
+    codex.source = "config".into();
+    store
+        .create_agent(&codex, agent_event(&codex))
+        .await
+        .unwrap();
+    store
+        .create_agent(&claude, agent_event(&claude))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.agent_by_name(&name("claude")).await.unwrap(),
+        Some(claude.clone())
+    );
+    assert_eq!(store.agent_by_name(&name("nobody")).await.unwrap(), None);
+    assert_eq!(
+        store.list_agents().await.unwrap(),
+        vec![claude.clone(), codex.clone()]
+    );
+
+    let mut changed = claude.clone();
+    changed.tier = Tier::Privileged;
+    changed.owner = None;
+    changed.description = "now trusted".into();
+    changed.source = "config".into();
+    let ev = store
+        .update_agent(&changed, event("agent.updated", "agent:claude", None))
+        .await
+        .unwrap();
+    assert_eq!((ev.seq, ev.kind.as_str()), (3, "agent.updated"));
+    assert_eq!(
+        store.agent_by_name(&name("claude")).await.unwrap(),
+        Some(changed)
+    );
+}
+
+pub async fn duplicate_or_unknown_agent_writes_nothing(store: Arc<dyn Store>) {
+    let claude = agent("claude", Tier::Propose);
+    store
+        .create_agent(&claude, agent_event(&claude))
+        .await
+        .unwrap();
+    let before = head(&store).await;
+
+    let mut dup = agent("claude", Tier::Privileged);
+    dup.description = "impostor".into();
+    match store.create_agent(&dup, agent_event(&dup)).await {
+        Err(StoreError::Conflict(what)) => assert!(what.contains("`claude`"), "{what}"),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let ghost = agent("ghost", Tier::ReadOnly);
+    match store
+        .update_agent(&ghost, event("agent.updated", "agent:ghost", None))
+        .await
+    {
+        Err(StoreError::NotFound(what)) => assert!(what.contains("`ghost`"), "{what}"),
+        other => panic!("expected not found, got {other:?}"),
+    }
+
+    assert_eq!(head(&store).await, before, "no audit event may be appended");
+    assert_eq!(store.list_agents().await.unwrap(), vec![claude]);
+}
+
+pub async fn tasks_round_trip(store: Arc<dyn Store>) {
+    seed(&store).await;
+    let t = task("claude", "bob", t0(), 30);
+    let ev = store
+        .create_task(&t, task_event("task.created", &t))
+        .await
+        .unwrap();
+    assert_eq!(ev.task_id, Some(t.id.to_string()));
+    assert_eq!(ev.seq, 5);
+    assert_eq!(store.get_task(t.id).await.unwrap(), Some(t.clone()));
+    assert_eq!(store.get_task(TaskId::new()).await.unwrap(), None);
+
+    // Optional fields empty, and a time with sub-microsecond digits: the
+    // store keeps microseconds.
+    let mut bare = task(
+        "codex",
+        "alice",
+        t0() + SignedDuration::from_nanos(1_500),
+        5,
+    );
+    bare.ticket = None;
+    bare.scope = Scope::default();
+    store
+        .create_task(&bare, task_event("task.created", &bare))
+        .await
+        .unwrap();
+    let got = store.get_task(bare.id).await.unwrap().unwrap();
+    assert_eq!(got.created_at, t0() + SignedDuration::from_micros(1));
+    assert_eq!(got.ticket, None);
+    assert_eq!(got.scope, Scope::default());
+}
+
+pub async fn duplicate_task_id_is_a_conflict_and_writes_nothing(store: Arc<dyn Store>) {
+    seed(&store).await;
+    let t = task("claude", "bob", t0(), 30);
+    store
+        .create_task(&t, task_event("task.created", &t))
+        .await
+        .unwrap();
+    let before = head(&store).await;
+
+    let mut again = task("codex", "alice", t0(), 60);
+    again.id = t.id;
+    assert!(matches!(
+        store
+            .create_task(&again, task_event("task.created", &again))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(head(&store).await, before, "no audit event may be appended");
+    assert_eq!(store.get_task(t.id).await.unwrap(), Some(t));
+}
+
+pub async fn create_task_with_unknown_agent_or_user_writes_nothing(store: Arc<dyn Store>) {
+    seed(&store).await;
+    let before = head(&store).await;
+
+    let t = task("ghost", "bob", t0(), 30);
+    match store.create_task(&t, task_event("task.created", &t)).await {
+        Err(StoreError::NotFound(what)) => assert_eq!(what, "agent `ghost`"),
+        other => panic!("expected not found, got {other:?}"),
+    }
+    let t2 = task("claude", "mallory", t0(), 30);
+    match store
+        .create_task(&t2, task_event("task.created", &t2))
+        .await
+    {
+        Err(StoreError::NotFound(what)) => assert_eq!(what, "user `mallory`"),
+        other => panic!("expected not found, got {other:?}"),
+    }
+
+    assert_eq!(head(&store).await, before, "no audit event may be appended");
+    assert_eq!(store.get_task(t.id).await.unwrap(), None);
+    assert!(
+        store
+            .list_tasks(&TaskFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn end_task_twice_is_invalid_and_writes_nothing(store: Arc<dyn Store>) {
+    seed(&store).await;
+    let t = task("claude", "bob", t0(), 30);
+    store
+        .create_task(&t, task_event("task.created", &t))
+        .await
+        .unwrap();
+
+    let at = t0() + mins(10);
+    let (ended, ev) = store
+        .end_task(
+            t.id,
+            EndReason::Completed,
+            Some("done"),
+            at,
+            task_event("task.ended", &t),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ev.kind, "task.ended");
+    assert_eq!(ended.state, TaskState::Ended);
+    assert_eq!(ended.end_reason, Some(EndReason::Completed));
+    assert_eq!(ended.end_note.as_deref(), Some("done"));
+    assert_eq!(ended.ended_at, Some(at));
+    assert_eq!(ended.scope, t.scope);
+    assert_eq!(store.get_task(t.id).await.unwrap(), Some(ended.clone()));
+
+    let before = head(&store).await;
+    match store
+        .end_task(
+            t.id,
+            EndReason::Revoked,
+            None,
+            at + mins(1),
+            task_event("task.ended", &t),
+        )
+        .await
+    {
+        Err(StoreError::InvalidState(why)) => assert!(why.contains("already ended"), "{why}"),
+        other => panic!("expected invalid state, got {other:?}"),
+    }
+    let missing = TaskId::new();
+    assert!(matches!(
+        store
+            .end_task(
+                missing,
+                EndReason::Revoked,
+                None,
+                at,
+                event("task.ended", "task:x", Some(missing))
+            )
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(head(&store).await, before, "no audit event may be appended");
+    assert_eq!(
+        store.get_task(t.id).await.unwrap(),
+        Some(ended),
+        "the task is unchanged"
+    );
+}
+
+pub async fn expired_tasks_are_live_tasks_past_expiry(store: Arc<dyn Store>) {
+    seed(&store).await;
+    let first = task("claude", "bob", t0(), 1);
+    let second = task("codex", "alice", t0(), 2);
+    let later = task("claude", "alice", t0(), 60);
+    let ended = task("claude", "bob", t0(), 1);
+    for t in [&later, &second, &first, &ended] {
+        store
+            .create_task(t, task_event("task.created", t))
+            .await
+            .unwrap();
+    }
+    store
+        .end_task(
+            ended.id,
+            EndReason::Revoked,
+            None,
+            t0(),
+            task_event("task.ended", &ended),
+        )
+        .await
+        .unwrap();
+
+    let ids = |ts: Vec<Task>| ts.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    assert!(store.expired_tasks(t0(), 10).await.unwrap().is_empty());
+    // Expiry is inclusive, oldest first, ended tasks never listed.
+    assert_eq!(
+        ids(store.expired_tasks(t0() + mins(2), 10).await.unwrap()),
+        vec![first.id, second.id]
+    );
+    assert_eq!(
+        ids(store.expired_tasks(t0() + mins(2), 1).await.unwrap()),
+        vec![first.id]
+    );
+
+    // What the reaper does next.
+    store
+        .end_task(
+            first.id,
+            EndReason::Expired,
+            None,
+            t0() + mins(2),
+            task_event("task.ended", &first),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(store.expired_tasks(t0() + mins(90), 10).await.unwrap()),
+        vec![second.id, later.id]
+    );
+}
+
+pub async fn list_tasks_filters_and_limits(store: Arc<dyn Store>) {
+    seed(&store).await;
+    let mut all = Vec::new();
+    for i in 0..6 {
+        let (a, d) = if i % 2 == 0 {
+            ("claude", "bob")
+        } else {
+            ("codex", "alice")
+        };
+        let t = task(a, d, t0() + mins(i), 60);
+        store
+            .create_task(&t, task_event("task.created", &t))
+            .await
+            .unwrap();
+        all.push(t);
+    }
+    store
+        .end_task(
+            all[0].id,
+            EndReason::Completed,
+            None,
+            t0() + mins(30),
+            task_event("task.ended", &all[0]),
+        )
+        .await
+        .unwrap();
+    let ids = |ts: Vec<Task>| ts.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    let list = |f: TaskFilter| {
+        let store = store.clone();
+        async move { ids(store.list_tasks(&f).await.unwrap()) }
+    };
+
+    // Newest first.
+    let newest_first: Vec<TaskId> = all.iter().rev().map(|t| t.id).collect();
+    assert_eq!(list(TaskFilter::default()).await, newest_first);
+    assert_eq!(
+        list(TaskFilter {
+            limit: Some(2),
+            ..TaskFilter::default()
+        })
+        .await,
+        newest_first[..2].to_vec()
+    );
+    assert!(
+        list(TaskFilter {
+            limit: Some(0),
+            ..TaskFilter::default()
+        })
+        .await
+        .is_empty()
+    );
+    assert_eq!(
+        list(TaskFilter {
+            state: Some(TaskState::Ended),
+            ..TaskFilter::default()
+        })
+        .await,
+        vec![all[0].id]
+    );
+    assert_eq!(
+        list(TaskFilter {
+            state: Some(TaskState::Pending),
+            ..TaskFilter::default()
+        })
+        .await
+        .len(),
+        5
+    );
+    assert_eq!(
+        list(TaskFilter {
+            delegator: Some(name("alice")),
+            ..TaskFilter::default()
+        })
+        .await,
+        vec![all[5].id, all[3].id, all[1].id]
+    );
+    assert_eq!(
+        list(TaskFilter {
+            agent: Some(name("claude")),
+            state: Some(TaskState::Pending),
+            limit: Some(1),
+            ..TaskFilter::default()
+        })
+        .await,
+        vec![all[4].id]
+    );
+    assert!(
+        list(TaskFilter {
+            agent: Some(name("nobody")),
+            ..TaskFilter::default()
+        })
+        .await
+        .is_empty()
+    );
+}
+
+pub async fn narrow_task_only_narrows(store: Arc<dyn Store>) {
+    seed(&store).await;
+    let t = task("claude", "bob", t0(), 60);
+    store
+        .create_task(&t, task_event("task.created", &t))
+        .await
+        .unwrap();
+
+    let mut narrower = t.clone();
+    narrower.scope.repos = vec!["acme/api".into()];
+    narrower.scope.actions = vec!["repo.read".into()];
+    narrower.expires_at = t0() + mins(30);
+    let ev = store
+        .narrow_task(&narrower, task_event("task.narrowed", &t))
+        .await
+        .unwrap();
+    assert_eq!(ev.kind, "task.narrowed");
+    assert_eq!(store.get_task(t.id).await.unwrap(), Some(narrower.clone()));
+
+    let before = head(&store).await;
+    let mut wider = narrower.clone();
+    wider.scope.repos.push("acme/ops".into());
+    assert!(matches!(
+        store
+            .narrow_task(&wider, task_event("task.narrowed", &t))
+            .await,
+        Err(StoreError::InvalidState(_))
+    ));
+    let mut longer = narrower.clone();
+    longer.expires_at = t0() + mins(45);
+    assert!(matches!(
+        store
+            .narrow_task(&longer, task_event("task.narrowed", &t))
+            .await,
+        Err(StoreError::InvalidState(_))
+    ));
+    let mut unknown = narrower.clone();
+    unknown.id = TaskId::new();
+    assert!(matches!(
+        store
+            .narrow_task(&unknown, task_event("task.narrowed", &unknown))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(head(&store).await, before, "no audit event may be appended");
+    assert_eq!(store.get_task(t.id).await.unwrap(), Some(narrower.clone()));
+
+    store
+        .end_task(
+            t.id,
+            EndReason::Completed,
+            None,
+            t0() + mins(1),
+            task_event("task.ended", &t),
+        )
+        .await
+        .unwrap();
+    let before = head(&store).await;
+    let mut after_end = narrower.clone();
+    after_end.scope = Scope::default();
+    assert!(matches!(
+        store
+            .narrow_task(&after_end, task_event("task.narrowed", &t))
+            .await,
+        Err(StoreError::InvalidState(_))
+    ));
+    assert_eq!(head(&store).await, before);
+}
+
+pub async fn audit_chain_of_many_events_verifies(store: Arc<dyn Store>) {
+    seed(&store).await;
+    let t = task("claude", "bob", t0(), 60);
+    store
+        .create_task(&t, task_event("task.created", &t))
+        .await
+        .unwrap();
+    assert!(store.append_audit(Vec::new()).await.unwrap().is_empty());
+
+    let mut appended = Vec::new();
+    for batch in 0..10 {
+        let events = (0..100)
+            .map(|i| NewEvent {
+                data: json!({"batch": batch, "i": i, "text": "ünïcödé \"quoted\"", "f": 0.5}),
+                ..event("server.started", "server:test", None)
+            })
+            .collect();
+        let chained = store.append_audit(events).await.unwrap();
+        assert_eq!(chained.len(), 100);
+        appended.extend(chained);
+    }
+    assert_gapless(&appended, 6);
+    // Events come back in the order given, each chained to the one before.
+    for pair in appended.windows(2) {
+        assert_eq!(pair[1].seq, pair[0].seq + 1);
+        assert_eq!(pair[1].prev_hash, pair[0].hash);
+    }
+    let report = verify(&store).await;
+    assert_eq!(report.events, 1005);
+    assert_eq!(report.head_seq, 1005);
+    assert_eq!(report.checkpoints, 0);
+
+    // What list_audit decodes is what append returned.
+    let listed = store
+        .list_audit(&AuditFilter {
+            after: 5,
+            limit: Some(100),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed, appended[..100].to_vec());
+}
+
+pub async fn list_audit_filters_and_pages(store: Arc<dyn Store>) {
+    seed(&store).await;
+    let t = task("claude", "bob", t0(), 60);
+    let u = task("codex", "alice", t0(), 60);
+    for x in [&t, &u] {
+        store
+            .create_task(x, task_event("task.created", x))
+            .await
+            .unwrap();
+    }
+    store
+        .end_task(
+            t.id,
+            EndReason::Completed,
+            None,
+            t0(),
+            task_event("task.ended", &t),
+        )
+        .await
+        .unwrap();
+
+    let seqs = |evs: Vec<Event>| evs.into_iter().map(|e| e.seq).collect::<Vec<_>>();
+    let list = |f: AuditFilter| {
+        let store = store.clone();
+        async move { seqs(store.list_audit(&f).await.unwrap()) }
+    };
+    assert_eq!(
+        list(AuditFilter::default()).await,
+        (1..=7).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        list(AuditFilter {
+            after: 5,
+            ..AuditFilter::default()
+        })
+        .await,
+        vec![6, 7]
+    );
+    assert_eq!(
+        list(AuditFilter {
+            limit: Some(3),
+            ..AuditFilter::default()
+        })
+        .await,
+        vec![1, 2, 3]
+    );
+    assert_eq!(
+        list(AuditFilter {
+            task_id: Some(t.id.to_string()),
+            ..AuditFilter::default()
+        })
+        .await,
+        vec![5, 7]
+    );
+    assert_eq!(
+        list(AuditFilter {
+            kind: Some("agent.created".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        vec![3, 4]
+    );
+    assert_eq!(
+        list(AuditFilter {
+            task_id: Some(t.id.to_string()),
+            kind: Some("task.ended".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        vec![7]
+    );
+    assert!(
+        list(AuditFilter {
+            after: 7,
+            ..AuditFilter::default()
+        })
+        .await
+        .is_empty()
+    );
+
+    let raw = store.raw_audit(2, 2).await.unwrap();
+    assert_eq!(raw.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![3, 4]);
+    assert!(store.raw_audit(7, 10).await.unwrap().is_empty());
+}
+
+pub async fn checkpoints_and_public_keys_round_trip(store: Arc<dyn Store>) {
+    let key = SigningKey::generate().unwrap();
+    let record = PublicKeyRecord {
+        kid: key.kid().to_owned(),
+        alg: "EdDSA".into(),
+        public_key: key.public_key().to_vec(),
+        created_at: t0(),
+    };
+    store.put_public_key(&record).await.unwrap();
+    // A known kid is a no-op, even with other fields.
+    store
+        .put_public_key(&PublicKeyRecord {
+            created_at: t0() + mins(5),
+            ..record.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list_public_keys().await.unwrap(),
+        vec![record.clone()]
+    );
+    let other = SigningKey::generate().unwrap();
+    let other_record = PublicKeyRecord {
+        kid: other.kid().to_owned(),
+        alg: "EdDSA".into(),
+        public_key: other.public_key().to_vec(),
+        created_at: t0() + mins(1),
+    };
+    store.put_public_key(&other_record).await.unwrap();
+    assert_eq!(
+        store.list_public_keys().await.unwrap(),
+        vec![record, other_record]
+    );
+
+    assert_eq!(store.last_checkpoint().await.unwrap(), None);
+    let events = (0..10)
+        .map(|_| event("server.started", "server:test", None))
+        .collect();
+    let chained = store.append_audit(events).await.unwrap();
+    let at5 = Checkpoint::sign(5, chained[4].hash, t0(), &key);
+    let at10 = Checkpoint::sign(10, chained[9].hash, t0() + mins(1), &other);
+    store.put_checkpoint(&at5).await.unwrap();
+    store.put_checkpoint(&at10).await.unwrap();
+    // Another server signing the same head: accepted, the first one stays.
+    store
+        .put_checkpoint(&Checkpoint::sign(10, chained[9].hash, t0() + mins(2), &key))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.list_checkpoints().await.unwrap(),
+        vec![at5.clone(), at10.clone()]
+    );
+    assert_eq!(store.last_checkpoint().await.unwrap(), Some(at10));
+
+    // A checkpoint that does not match the chain is refused.
+    for bad in [
+        Checkpoint::sign(6, chained[4].hash, t0(), &key),
+        Checkpoint::sign(11, chained[9].hash, t0(), &key),
+    ] {
+        assert!(matches!(
+            store.put_checkpoint(&bad).await,
+            Err(StoreError::InvalidState(_))
+        ));
+    }
+
+    let report = verify(&store).await;
+    assert_eq!(
+        (report.events, report.checkpoints, report.unanchored),
+        (10, 2, 0)
+    );
+}
+
+pub async fn concurrent_appends_form_one_gapless_chain(store: Arc<dyn Store>) {
+    seed(&store).await;
+    let start = head_seq(&store).await;
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                for i in 0..50 {
+                    let ev = if i % 10 == 0 {
+                        // State changes interleave with standalone events.
+                        let t = task("claude", "bob", t0(), 60);
+                        store
+                            .create_task(&t, task_event("task.created", &t))
+                            .await
+                            .unwrap()
+                    } else {
+                        let mut ev = event("server.started", &format!("worker:{w}"), None);
+                        ev.data = json!({"worker": w, "i": i});
+                        store.append_audit(vec![ev]).await.unwrap().remove(0)
+                    };
+                    mine.push(ev);
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for w in workers {
+        let mine = w.await.unwrap();
+        // Each worker's own events are in the order it appended them.
+        assert!(mine.windows(2).all(|p| p[0].seq < p[1].seq));
+        all.extend(mine);
+    }
+    assert_gapless(&all, start + 1);
+    let report = verify(&store).await;
+    assert_eq!(report.events, start + 400);
+}
+
+pub async fn group_committer_batches_into_one_chain(store: Arc<dyn Store>) {
+    let committer = GroupCommitter::new(store.clone(), 16);
+    let callers: Vec<_> = (0..200u32)
+        .map(|i| {
+            let committer = committer.clone();
+            tokio::spawn(async move {
+                let mut ev = event("server.started", "server:test", None);
+                ev.data = json!({"caller": i});
+                (i, committer.append(ev).await.unwrap())
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for c in callers {
+        let (i, ev) = c.await.unwrap();
+        // Every caller gets its own event back, committed.
+        assert_eq!(ev.data, json!({"caller": i}));
+        all.push(ev);
+    }
+    assert_gapless(&all, 1);
+    let stored = store.list_audit(&AuditFilter::default()).await.unwrap();
+    let mut by_seq = all.clone();
+    by_seq.sort_by_key(|e| e.seq);
+    assert_eq!(stored, by_seq);
+    assert_eq!(verify(&store).await.events, 200);
+
+    // One caller, in order.
+    let a = committer
+        .append(event("server.stopped", "server:test", None))
+        .await
+        .unwrap();
+    let b = committer
+        .append(event("server.started", "server:test", None))
+        .await
+        .unwrap();
+    assert_eq!((a.seq, b.seq), (201, 202));
+    assert_eq!(b.prev_hash, a.hash);
+}
+
+pub async fn group_committer_fails_every_caller_when_the_store_is_closed(store: Arc<dyn Store>) {
+    let committer = GroupCommitter::new(store.clone(), 8);
+    committer
+        .append(event("server.started", "server:test", None))
+        .await
+        .unwrap();
+    store.close().await;
+    let callers: Vec<_> = (0..5)
+        .map(|_| {
+            let committer = committer.clone();
+            tokio::spawn(async move {
+                committer
+                    .append(event("server.started", "server:test", None))
+                    .await
+            })
+        })
+        .collect();
+    for c in callers {
+        assert!(matches!(c.await.unwrap(), Err(StoreError::Unavailable(_))));
+    }
+}
+
+pub async fn closed_store_is_unavailable(store: Arc<dyn Store>) {
+    store.close().await;
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    let u = user("alice", true, &[]);
+    assert!(matches!(
+        store.create_user(&u, &token(1), user_event(&u)).await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        store
+            .append_audit(vec![event("server.stopped", "server:test", None)])
+            .await,
+        Err(StoreError::Unavailable(_))
+    ));
+    assert!(matches!(
+        store.audit_head().await,
+        Err(StoreError::Unavailable(_))
+    ));
+}
+
+// --- cases that need the database itself -------------------------------------
+
+pub async fn two_stores_on_one_database_form_one_chain(db: &Db) {
+    // Two pools on one database: two `warrant serve` processes.
+    let other = warrant_store::open(&db.url).await.unwrap();
+    let stores = [db.store.clone(), other.clone()];
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let store = stores[w % 2].clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                for i in 0..25 {
+                    let mut ev = event("server.started", &format!("server:{}", w % 2), None);
+                    ev.data = json!({"worker": w, "i": i});
+                    mine.extend(store.append_audit(vec![ev.clone(), ev]).await.unwrap());
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    assert_gapless(&all, 1);
+    assert_eq!(verify(&db.store).await.events, 400);
+    assert_eq!(verify(&other).await.events, 400);
+    other.close().await;
+}
+
+/// Runs one statement directly on the database, bypassing the store.
+async fn raw_sql(db: &Db, sql: &str) -> Result<u64, sqlx::Error> {
+    let sql = sqlx::AssertSqlSafe(sql.to_owned());
+    if db.url.starts_with("sqlite:") {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::SqliteConnection::connect(&db.url).await?;
+        let done = sqlx::query(sql).execute(&mut conn).await?;
+        conn.close().await?;
+        Ok(done.rows_affected())
+    } else {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::PgConnection::connect(&db.url).await?;
+        let done = sqlx::query(sql).execute(&mut conn).await?;
+        conn.close().await?;
+        Ok(done.rows_affected())
+    }
+}
+
+pub async fn audit_tables_refuse_update_and_delete(db: &Db) {
+    let store = &db.store;
+    let key = SigningKey::generate().unwrap();
+    store
+        .put_public_key(&PublicKeyRecord {
+            kid: key.kid().to_owned(),
+            alg: "EdDSA".into(),
+            public_key: key.public_key().to_vec(),
+            created_at: t0(),
+        })
+        .await
+        .unwrap();
+    let chained = store
+        .append_audit(vec![event("server.started", "server:test", None); 3])
+        .await
+        .unwrap();
+    store
+        .put_checkpoint(&Checkpoint::sign(3, chained[2].hash, t0(), &key))
+        .await
+        .unwrap();
+    let before = head(store).await;
+
+    for sql in [
+        "UPDATE audit_events SET data = '{}' WHERE seq = 2",
+        "DELETE FROM audit_events WHERE seq = 3",
+        "DELETE FROM audit_events",
+        "UPDATE audit_checkpoints SET seq = 2",
+        "DELETE FROM audit_checkpoints",
+    ] {
+        let err = raw_sql(db, sql).await.expect_err(sql);
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    if !db.url.starts_with("sqlite:") {
+        assert!(raw_sql(db, "TRUNCATE audit_events").await.is_err());
+    }
+    assert_eq!(head(store).await, before);
+    assert_eq!(store.list_checkpoints().await.unwrap().len(), 1);
+    assert_eq!(verify(store).await.events, 3);
+}
+
+pub async fn failed_audit_append_rolls_back_the_change(db: &Db) {
+    let store = &db.store;
+    seed(store).await;
+    let t = task("claude", "bob", t0(), 60);
+    store
+        .create_task(&t, task_event("task.created", &t))
+        .await
+        .unwrap();
+    let before = head(store).await;
+
+    // Make every audit insert fail, as a full disk or a broken chain would.
+    let (block, unblock) = if db.url.starts_with("sqlite:") {
+        (
+            "CREATE TRIGGER test_block BEFORE INSERT ON audit_events \
+             BEGIN SELECT RAISE(ABORT, 'audit blocked by test'); END",
+            "DROP TRIGGER test_block",
+        )
+    } else {
+        (
+            "CREATE TRIGGER test_block BEFORE INSERT ON audit_events \
+             FOR EACH ROW EXECUTE FUNCTION warrant_append_only()",
+            "DROP TRIGGER test_block ON audit_events",
+        )
+    };
+    raw_sql(db, block).await.unwrap();
+
+    let carol = user("carol", false, &[]);
+    assert!(matches!(
+        store
+            .create_user(&carol, &token(9), user_event(&carol))
+            .await,
+        Err(StoreError::Unavailable(_))
+    ));
+    let gemini = agent("gemini", Tier::ReadOnly);
+    assert!(
+        store
+            .create_agent(&gemini, agent_event(&gemini))
+            .await
+            .is_err()
+    );
+    let mut changed = agent("claude", Tier::Privileged);
+    changed.description = "changed".into();
+    assert!(
+        store
+            .update_agent(&changed, event("agent.updated", "agent:claude", None))
+            .await
+            .is_err()
+    );
+    let t2 = task("claude", "bob", t0(), 60);
+    assert!(
+        store
+            .create_task(&t2, task_event("task.created", &t2))
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .end_task(
+                t.id,
+                EndReason::Killed,
+                None,
+                t0(),
+                task_event("task.ended", &t)
+            )
+            .await
+            .is_err()
+    );
+    let mut narrower = t.clone();
+    narrower.scope = Scope::default();
+    assert!(
+        store
+            .narrow_task(&narrower, task_event("task.narrowed", &t))
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .append_audit(vec![event("server.started", "server:test", None); 2])
+            .await
+            .is_err()
+    );
+
+    // Nothing changed.
+    assert_eq!(head(store).await, before);
+    assert_eq!(store.user_by_name(&name("carol")).await.unwrap(), None);
+    assert_eq!(store.agent_by_name(&name("gemini")).await.unwrap(), None);
+    assert_eq!(
+        store.agent_by_name(&name("claude")).await.unwrap(),
+        Some(agent("claude", Tier::Propose))
+    );
+    assert_eq!(store.get_task(t2.id).await.unwrap(), None);
+    assert_eq!(store.get_task(t.id).await.unwrap(), Some(t.clone()));
+
+    raw_sql(db, unblock).await.unwrap();
+    let ids: HashSet<_> = store
+        .list_tasks(&TaskFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(ids, HashSet::from([t.id]));
+    assert_eq!(verify(store).await.events, before.map_or(0, |(s, _)| s));
+}

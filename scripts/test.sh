@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The whole test suite: what a newcomer runs, and exactly what CI runs.
+#
+# Installs what the tests need when it is missing (PostgreSQL server
+# binaries; the tests start their own PostgreSQL on 127.0.0.1), then runs
+# rustfmt, clippy with warnings as errors, and every test with --locked.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Keep the build cache outside the clone so repeat runs are fast.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/warrant-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Two cores: do not oversubscribe the machine with test threads that each
+# start servers.
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-4}"
+
+say() { printf '==> %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "error: need root to install packages (run as root or install sudo): $*" >&2; exit 1; fi
+}
+
+apt_updated=0
+apt_install() {
+  if ! command -v apt-get >/dev/null; then
+    echo "error: $* missing and apt-get is not available; install it by hand" >&2; exit 1
+  fi
+  if [ "$apt_updated" -eq 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+pg_bindir() {
+  if command -v pg_config >/dev/null && [ -x "$(pg_config --bindir)/initdb" ]; then pg_config --bindir; return; fi
+  local d
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  if [ -n "$d" ] && [ -x "$d/initdb" ]; then echo "$d"; return; fi
+  command -v initdb >/dev/null && dirname "$(command -v initdb)"
+}
+
+if [ -z "$(pg_bindir)" ]; then
+  say "installing PostgreSQL server packages"
+  apt_install postgresql
+fi
+say "PostgreSQL for tests: $(pg_bindir)"
+if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
+  # initdb refuses to run as root; the test harness runs it as `postgres`.
+  as_root useradd --system --no-create-home --shell /usr/sbin/nologin postgres
+fi
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+say "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+say "cargo test"
+cargo test --workspace --locked --no-fail-fast
