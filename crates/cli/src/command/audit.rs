@@ -201,6 +201,16 @@ async fn verify_store(
     };
     let mut kids: Vec<String> = keys.keys().cloned().collect();
     kids.sort();
+    Ok((verify_chain(store, keys).await?, kids))
+}
+
+/// Streams the whole chain, in pages, through the verifier, against the
+/// store's checkpoints and the given keys. Also what `warrant bench
+/// audit-verify` measures.
+pub(crate) async fn verify_chain(
+    store: &dyn Store,
+    keys: HashMap<String, Vec<u8>>,
+) -> anyhow::Result<Report> {
     let checkpoints = store
         .list_checkpoints()
         .await
@@ -225,7 +235,7 @@ async fn verify_store(
         }
         after = last;
     }
-    Ok((verifier.finish()?, kids))
+    Ok(verifier.finish()?)
 }
 
 /// The keys recorded in the store, checked against `<data_dir>/signing.key`
