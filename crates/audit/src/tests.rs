@@ -256,3 +256,31 @@ fn canonical_encoding_is_stable() {
         )))
     );
 }
+
+#[test]
+fn swapped_events_far_apart_are_reordered_not_missing() {
+    // Regression: a swap of 3 and 7 was reported as "4 events missing".
+    let key = SigningKey::generate().unwrap();
+    let mut rows = raws(&chain(10));
+    let (a, b) = (rows[2].clone(), rows[6].clone());
+    rows[2] = RawEvent { seq: 3, ..b };
+    rows[6] = RawEvent { seq: 7, ..a };
+    let e = verify(rows, &key, vec![]).unwrap_err();
+    assert_eq!(
+        (e.seq, e.problem),
+        (3, Problem::Reordered { belongs_at: 7 })
+    );
+}
+
+#[test]
+fn duplicate_keys_in_stored_data_are_modified() {
+    // Regression: the hash covers the parsed value, and serde keeps the last
+    // of duplicate keys, so `{"purpose":"evil","purpose":<original>}` verified
+    // while raw readers of the column saw "evil".
+    let key = SigningKey::generate().unwrap();
+    let mut rows = raws(&chain(5));
+    let original = rows[1].data.clone();
+    rows[1].data = format!(r#"{{"purpose":"evil",{}"#, &original[1..]);
+    let e = verify(rows, &key, vec![]).unwrap_err();
+    assert_eq!((e.seq, e.problem), (2, Problem::Modified));
+}

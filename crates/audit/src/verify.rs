@@ -153,6 +153,17 @@ impl Verifier {
         if ev.hash_at(at) != ev.hash {
             return Err(self.explain_moved(&ev, at, next));
         }
+        // The hash covers the parsed value; the stored text must be exactly
+        // its canonical form too, or a reader of the raw column (duplicate
+        // keys: `{"a":"evil","a":"ok"}` parses as "ok") could be shown
+        // something the hash does not cover.
+        if serde_json_canonicalizer::to_string(&ev.data)
+            .ok()
+            .as_deref()
+            != Some(raw.data.as_str())
+        {
+            return fail(Problem::Modified);
+        }
         if ev.prev_hash != self.prev_hash {
             // Authentic at this position but it does not follow the event
             // before it: that one was forged to look valid, or put there.
@@ -194,9 +205,13 @@ impl Verifier {
         }
         // Written later than where it stands: swapped with the next row if
         // that row is the authentic event for this position.
-        let swapped = next
-            .and_then(|n| n.decode().ok())
-            .is_some_and(|n| n.hash_at(at) == n.hash && n.prev_hash == self.prev_hash);
+        // Two swapped neighbours: the next row is this position's event.
+        // Two swapped rows further apart: the next row is still authentic
+        // where it stands (a deletion with renumbering moves it too).
+        let swapped = next.and_then(|n| n.decode().ok()).is_some_and(|n| {
+            (n.hash_at(at) == n.hash && n.prev_hash == self.prev_hash)
+                || n.hash_at(at + 1) == n.hash
+        });
         if !swapped && ev.prev_hash != self.prev_hash {
             return err(
                 at,

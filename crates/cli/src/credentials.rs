@@ -17,6 +17,31 @@ use serde::{Deserialize, Serialize};
 use crate::client::{display_addr, parse_addr};
 use crate::error::UserError;
 
+/// A token as given on the command line or in `WARRANT_TOKEN`, before
+/// [`ApiToken::parse`] checks it. Parsing cannot fail here, so clap never
+/// echoes the value in an error; `Debug` never prints it.
+#[derive(Clone)]
+pub struct RawToken(String);
+
+impl std::str::FromStr for RawToken {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl RawToken {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for RawToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RawToken(<redacted>)")
+    }
+}
+
 /// An API token. Never printed by `Debug`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiToken(String);

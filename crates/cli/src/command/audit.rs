@@ -51,10 +51,16 @@ pub struct VerifyArgs {
     store: Option<String>,
 
     /// Trust only this key: a PKCS#8 PEM signing key, or a file holding the
-    /// Ed25519 public key as 64 hex digits [default: the keys recorded in
-    /// the store and `<data-dir>/signing.key`]
+    /// Ed25519 public key as 64 hex digits [default: `<data-dir>/signing.key`
+    /// when readable, else the keys recorded in the store]
     #[arg(long, value_name = "FILE")]
     trusted_key: Option<PathBuf>,
+
+    /// Also fail unless every event is covered by a signed checkpoint and
+    /// the trusted key comes from outside the store (use on a stopped
+    /// server, whose last checkpoint covers the whole chain)
+    #[arg(long)]
+    strict: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -149,7 +155,7 @@ async fn open(loc: &Location) -> anyhow::Result<Arc<dyn Store>> {
 async fn verify(ctx: &Context, args: VerifyArgs) -> anyhow::Result<()> {
     let loc = locate(args.data_dir, args.store)?;
     let store = open(&loc).await?;
-    let result = verify_store(&*store, &loc, args.trusted_key.as_deref()).await;
+    let result = verify_store(&*store, &loc, args.trusted_key.as_deref(), args.strict).await;
     store.close().await;
     let (report, keys) = result?;
     match ctx.output {
@@ -191,17 +197,36 @@ async fn verify_store(
     store: &dyn Store,
     loc: &Location,
     trusted_key: Option<&Path>,
+    strict: bool,
 ) -> anyhow::Result<(Report, Vec<String>)> {
-    let keys = match trusted_key {
+    let (keys, independent) = match trusted_key {
         Some(path) => {
             let (kid, pk) = read_trusted_key(path)?;
-            HashMap::from([(kid, pk.to_vec())])
+            (HashMap::from([(kid, pk.to_vec())]), true)
         }
-        None => recorded_keys(store, loc.data_dir.as_deref()).await?,
+        None => trusted_keys(store, loc.data_dir.as_deref()).await?,
     };
+    if strict && !independent {
+        return Err(UserError::new(
+            "--strict needs a key from outside the store, and no `signing.key` was found",
+        )
+        .hint("pass --data-dir with the server's signing.key, or --trusted-key FILE")
+        .into());
+    }
     let mut kids: Vec<String> = keys.keys().cloned().collect();
     kids.sort();
-    Ok((verify_chain(store, keys).await?, kids))
+    let report = verify_chain(store, keys).await?;
+    if strict && report.unanchored > 0 {
+        return Err(UserError::new(format!(
+            "{} event(s) after sequence {} are not covered by a signed checkpoint, so nothing \
+             shows they were not rewritten or that later events were not cut off",
+            report.unanchored,
+            report.head_seq - report.unanchored
+        ))
+        .hint("stop the server (it signs a last checkpoint) and verify again")
+        .into());
+    }
+    Ok((report, kids))
 }
 
 /// Streams the whole chain, in pages, through the verifier, against the
@@ -238,13 +263,17 @@ pub(crate) async fn verify_chain(
     Ok(verifier.finish()?)
 }
 
-/// The keys recorded in the store, checked against `<data_dir>/signing.key`
-/// when that file exists.
-async fn recorded_keys(
+/// The keys to trust, and whether they come from outside the store.
+///
+/// When `<data_dir>/signing.key` is readable it is the only key trusted: a
+/// key that only the store vouches for could have been added by whoever
+/// rewrote the store, so any other key recorded there is an error. Without
+/// the file, the store's recorded keys are all there is.
+async fn trusted_keys(
     store: &dyn Store,
     data_dir: Option<&Path>,
-) -> anyhow::Result<HashMap<String, Vec<u8>>> {
-    let mut keys = HashMap::new();
+) -> anyhow::Result<(HashMap<String, Vec<u8>>, bool)> {
+    let mut recorded = HashMap::new();
     for rec in store
         .list_public_keys()
         .await
@@ -259,14 +288,14 @@ async fn recorded_keys(
             ))
             .into());
         }
-        keys.insert(rec.kid, rec.public_key);
+        recorded.insert(rec.kid, rec.public_key);
     }
     let Some(path) = data_dir.map(|d| d.join("signing.key")) else {
-        return Ok(keys);
+        return Ok((recorded, false));
     };
     let pem = match std::fs::read_to_string(&path) {
         Ok(pem) => pem,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(keys),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((recorded, false)),
         Err(e) => {
             return Err(
                 UserError::new(format!("cannot read `{}`: {e}", path.display()))
@@ -277,21 +306,30 @@ async fn recorded_keys(
     };
     let key = SigningKey::from_pkcs8_pem(&pem)
         .map_err(|e| UserError::new(format!("cannot use `{}`: {e}", path.display())))?;
-    match keys.get(key.kid()) {
-        Some(recorded) if recorded.as_slice() != key.public_key() => {
-            return Err(UserError::new(format!(
-                "the store's record of key `{}` differs from `{}`",
-                key.kid(),
-                path.display()
-            ))
-            .into());
-        }
-        Some(_) => {}
-        None => {
-            keys.insert(key.kid().to_owned(), key.public_key().to_vec());
-        }
+    if let Some(other) = recorded.keys().find(|kid| kid.as_str() != key.kid()) {
+        return Err(UserError::new(format!(
+            "the store lists key `{other}`, which is not the server's key in `{}`: \
+             the key table was altered",
+            path.display()
+        ))
+        .hint("if you trust that key, pass it with --trusted-key")
+        .into());
     }
-    Ok(keys)
+    if recorded
+        .get(key.kid())
+        .is_some_and(|pk| pk.as_slice() != key.public_key())
+    {
+        return Err(UserError::new(format!(
+            "the store's record of key `{}` differs from `{}`",
+            key.kid(),
+            path.display()
+        ))
+        .into());
+    }
+    Ok((
+        HashMap::from([(key.kid().to_owned(), key.public_key().to_vec())]),
+        true,
+    ))
 }
 
 /// Reads `--trusted-key`: a PEM signing key, or a hex public key.

@@ -161,7 +161,15 @@ async fn audit_append(a: AppendArgs) -> anyhow::Result<()> {
         a.events > 0 && a.concurrency > 0 && a.max_batch > 0,
         "--events, --concurrency and --max-batch must be positive"
     );
-    let backend = scratch(a.store.as_deref()).await?.store.backend();
+    let probe = scratch(a.store.as_deref()).await?;
+    let backend = probe.store.backend();
+    // Benchmark events are fake: never mix them into a real audit log.
+    anyhow::ensure!(
+        probe.store.audit_head().await?.is_none(),
+        "the store already holds audit events: point --store at an empty scratch database"
+    );
+    probe.store.close().await;
+    drop(probe);
     println!(
         "audit append on {backend}: {} events per mode, durable commits (SQLite: WAL, synchronous=FULL)",
         a.events

@@ -4,7 +4,7 @@ use clap::{Args, Parser, Subcommand};
 use reqwest::Url;
 
 use crate::client::{Client, DEFAULT_ADDR, parse_addr};
-use crate::credentials::{self, ApiToken};
+use crate::credentials::{self, ApiToken, RawToken};
 use crate::output::OutputFormat;
 
 mod agent;
@@ -59,7 +59,7 @@ pub struct GlobalArgs {
         value_name = "TOKEN",
         help_heading = "Global options"
     )]
-    pub token: Option<String>,
+    pub token: Option<RawToken>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,7 +89,7 @@ pub enum Command {
 pub struct Context {
     pub output: OutputFormat,
     addr: Option<String>,
-    token: Option<String>,
+    token: Option<RawToken>,
 }
 
 impl Context {
@@ -119,7 +119,7 @@ impl Context {
             (None, None) => parse_addr(DEFAULT_ADDR)?,
         };
         let token = match &self.token {
-            Some(raw) => Some(ApiToken::parse(raw)?),
+            Some(raw) => Some(ApiToken::parse(raw.expose())?),
             None => saved
                 .filter(|saved| saved.addr == addr)
                 .map(|saved| saved.token),
@@ -129,7 +129,7 @@ impl Context {
 
     /// The `--token`/`WARRANT_TOKEN` value, if given.
     pub fn token_flag(&self) -> Option<&str> {
-        self.token.as_deref()
+        self.token.as_ref().map(RawToken::expose)
     }
 }
 

@@ -195,6 +195,52 @@ fn verify_checks_checkpoints_against_the_key_it_is_told_to_trust() {
 }
 
 #[test]
+fn verify_trusts_only_the_servers_key_file_over_keys_the_store_lists() {
+    // Regression: every key in the store's `public_keys` table was trusted,
+    // so whoever could write the database could add a key of their own and
+    // re-sign checkpoints over a rewritten chain.
+    let f = fixture();
+    let intruder = warrant_crypto::SigningKey::generate().unwrap();
+    let dir = f.tampered(&[format!(
+        "INSERT INTO public_keys (kid, alg, public_key, created_at) VALUES ('{}', 'EdDSA', X'{}', 0)",
+        intruder.kid(),
+        hex::encode(intruder.public_key())
+    )]);
+    let stderr = f.verify(dir.path()).fails_with(1);
+    assert!(stderr.contains(intruder.kid()), "{stderr}");
+    assert!(stderr.contains("key table was altered"), "{stderr}");
+
+    // Without the key file only the store vouches for its keys: `--strict`
+    // refuses to call that verified.
+    std::fs::remove_file(dir.path().join("signing.key")).unwrap();
+    let stderr = f.verify(dir.path()).arg("--strict").fails_with(1);
+    assert!(stderr.contains("outside the store"), "{stderr}");
+}
+
+#[test]
+fn strict_verify_fails_when_checkpoints_were_deleted() {
+    // Deleting the signed checkpoints leaves a chain anyone could have
+    // recomputed: plain verify passes but says how much is unanchored;
+    // `--strict` fails.
+    let f = fixture();
+    let ok = f.verify(&f.server.data_dir).arg("--strict").json();
+    assert_eq!(
+        ok["unanchored"], 0,
+        "a stopped server signs its last event: {ok}"
+    );
+
+    let dir = f.tampered(&["DELETE FROM audit_checkpoints".to_owned()]);
+    let report = f.verify(dir.path()).json();
+    assert_eq!(report["checkpoints"], 0, "{report}");
+    assert_eq!(report["unanchored"], report["events"], "{report}");
+    let stderr = f.verify(dir.path()).arg("--strict").fails_with(1);
+    assert!(
+        stderr.contains("not covered by a signed checkpoint"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn verify_refuses_a_missing_store_instead_of_creating_one() {
     let tmp = TempDir::new().unwrap();
     let missing = tmp.path().join("nothing-here");
