@@ -1,8 +1,10 @@
 //! The only crate in Warrant that names crypto libraries.
 //!
 //! It owns Ed25519 signing keys and their `kid`s, signature verification,
-//! SHA-256, API-token generation and hashing, and randomness. Every other
-//! crate asks this one, so there is one place to audit.
+//! SHA-256, API-token generation and hashing, randomness, and (in [`jws`])
+//! JWT signing and verification with an algorithm allowlist, JWKs, JWKS and
+//! RFC 7638 thumbprints. Every other crate asks this one, so there is one
+//! place to audit.
 //!
 //! It must never do IO: keys come in and go out as PEM text or bytes; the
 //! caller decides where they live on disk.
@@ -15,6 +17,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 use zeroize::Zeroizing;
+
+pub mod jws;
 
 #[derive(Debug, Error)]
 pub enum CryptoError {
