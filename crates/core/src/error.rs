@@ -17,4 +17,20 @@ pub enum CoreError {
     },
     #[error("scope is not a narrowing: {0}")]
     NotNarrowing(String),
+    #[error("`{what}` is {len} characters long: at most {max} are allowed")]
+    TooLong {
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error(
+        "`{what}` holds the control character {character} at character {position}: only printable text, line feeds and tabs are allowed"
+    )]
+    ControlCharacter {
+        what: &'static str,
+        /// The character escaped, e.g. `\u{0}`.
+        character: String,
+        /// 1-based, in characters.
+        position: usize,
+    },
 }

@@ -11,12 +11,14 @@ pub mod clock;
 pub mod error;
 pub mod id;
 pub mod task;
+pub mod text;
 pub mod user;
 
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use error::CoreError;
 pub use id::{Name, TaskId};
 pub use task::{EndReason, Scope, Task, TaskState, TtlBounds};
+pub use text::validate_text;
 pub use user::{Agent, Tier, User};
 
 /// Points in time are `jiff` timestamps throughout Warrant.

@@ -31,6 +31,11 @@ pub enum BootstrapError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "the data directory `{}` is accessible by group or others (mode {mode:o}): it holds the signing key and the admin token; run `chmod 700 {}` and start again",
+        path.display(), path.display()
+    )]
+    DataDirNotPrivate { path: PathBuf, mode: u32 },
     #[error("cannot read the signing key `{}`: {why}: restore it from a backup, or move it away to generate a new key", path.display())]
     ReadKey { path: PathBuf, why: String },
     #[error("cannot write `{}`: {source}: check that the data directory is writable", path.display())]
@@ -58,16 +63,43 @@ pub struct Bootstrapped {
     pub admin_token_file: Option<PathBuf>,
 }
 
-/// Creates the data directory (mode 0700) if it does not exist.
+/// Creates the data directory (mode 0700) if it does not exist. One that
+/// exists must be private already: it holds the signing key and the admin
+/// token, so a directory group or others can enter is refused rather than
+/// silently changed (someone chose that mode, or something is wrong).
 pub fn prepare_data_dir(path: &Path) -> Result<(), BootstrapError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(|source| BootstrapError::DataDir {
+    let create_err = |source| BootstrapError::DataDir {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(create_err)?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(path) {
+        // Made now with 0700 (less if the umask says so): nothing to check.
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(create_err(e)),
+    }
+    let meta = fs::metadata(path).map_err(create_err)?;
+    if !meta.is_dir() {
+        return Err(create_err(std::io::Error::new(
+            ErrorKind::AlreadyExists,
+            "it exists and is not a directory",
+        )));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(BootstrapError::DataDirNotPrivate {
             path: path.to_owned(),
-            source,
-        })
+            mode,
+        });
+    }
+    Ok(())
 }
 
 /// Runs every start's set-up against an opened store.
@@ -80,7 +112,7 @@ pub async fn run(
     let key = load_or_generate_key(&data_dir.join(SIGNING_KEY_FILE))?;
     record_public_key(store, clock, &key).await?;
     let admin_token_file = if store.count_users().await? == 0 {
-        Some(create_admin(store, clock, data_dir).await?)
+        create_admin(store, clock, data_dir).await?
     } else {
         None
     };
@@ -154,44 +186,58 @@ fn write_private(path: &Path, contents: &[u8], new_only: bool) -> Result<(), Boo
     file.sync_all().map_err(err)
 }
 
+/// Records the key's public half with its `keys.added` event, in one
+/// transaction; a kid the store knows writes nothing.
 async fn record_public_key(
     store: &dyn Store,
     clock: &dyn Clock,
     key: &SigningKey,
 ) -> Result<(), BootstrapError> {
-    let known = store.list_public_keys().await?;
-    if known.iter().any(|k| k.kid == key.kid()) {
-        return Ok(());
-    }
     let now = clock.now();
-    store
-        .put_public_key(&PublicKeyRecord {
-            kid: key.kid().to_owned(),
-            alg: "EdDSA".into(),
-            public_key: key.public_key().to_vec(),
-            created_at: now,
-        })
+    let added = store
+        .put_public_key(
+            &PublicKeyRecord {
+                kid: key.kid().to_owned(),
+                alg: "EdDSA".into(),
+                public_key: key.public_key().to_vec(),
+                created_at: now,
+            },
+            events::keys_added(key.kid(), now),
+        )
         .await?;
-    store
-        .append_audit(vec![events::keys_added(key.kid(), now)])
-        .await?;
+    if added.is_some() {
+        tracing::info!(kid = key.kid(), "recorded the signing key's public key");
+    }
     Ok(())
 }
 
 /// Creates the `admin` user and writes its token to `admin.token`.
+/// `None` when another server (sharing the database) created it first.
 ///
-/// The file is written before the user exists: if the user could be
-/// created but the file not written, nobody could ever log in.
+/// The token goes to a private temp file first, the user is created, and
+/// only then is the file renamed into place: `admin.token` only ever holds
+/// the token of the admin that exists. If the user cannot be created, only
+/// this start's temp file is removed; a concurrent first start that won
+/// keeps its own file.
 async fn create_admin(
     store: &dyn Store,
     clock: &dyn Clock,
     data_dir: &Path,
-) -> Result<PathBuf, BootstrapError> {
+) -> Result<Option<PathBuf>, BootstrapError> {
     let path = data_dir.join(ADMIN_TOKEN_FILE);
     let token = generate_api_token().map_err(|e| BootstrapError::Crypto(e.to_string()))?;
+    let suffix =
+        warrant_crypto::random_bytes::<8>().map_err(|e| BootstrapError::Crypto(e.to_string()))?;
+    let temp = data_dir.join(format!(
+        ".{ADMIN_TOKEN_FILE}.{}.tmp",
+        suffix
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    ));
     let mut contents = token.token.expose_secret().as_bytes().to_vec();
     contents.push(b'\n');
-    write_private(&path, &contents, false)?;
+    write_private(&temp, &contents, true)?;
     let user = User {
         name: fixed_name(ADMIN_USER)?,
         groups: vec![fixed_name(ADMIN_GROUP)?],
@@ -199,13 +245,35 @@ async fn create_admin(
         created_at: clock.now(),
     };
     let event = events::user_created(&user, ACTOR_BOOTSTRAP);
-    if let Err(e) = store.create_user(&user, &token.hash, event).await {
-        // The token in the file belongs to no one.
-        let _ = fs::remove_file(&path);
-        return Err(e.into());
+    match store.create_user(&user, &token.hash, event).await {
+        Ok(_) => {}
+        Err(StoreError::Conflict(_)) => {
+            remove_temp(&temp);
+            tracing::info!("another server created the admin user first");
+            return Ok(None);
+        }
+        Err(e) => {
+            // The token in the temp file belongs to no one.
+            remove_temp(&temp);
+            return Err(e.into());
+        }
+    }
+    fs::rename(&temp, &path).map_err(|source| BootstrapError::Write {
+        path: path.clone(),
+        source,
+    })?;
+    // The rename is durable once the directory is.
+    if let Err(e) = fs::File::open(data_dir).and_then(|d| d.sync_all()) {
+        tracing::warn!(error = %e, "cannot sync the data directory");
     }
     tracing::info!(path = %path.display(), "created the admin user and wrote its token");
-    Ok(path)
+    Ok(Some(path))
+}
+
+fn remove_temp(path: &Path) {
+    if let Err(e) = fs::remove_file(path) {
+        tracing::warn!(path = %path.display(), error = %e, "cannot remove a temporary token file");
+    }
 }
 
 /// A name spelled in this file: always valid, but parsed like any other.
@@ -214,7 +282,9 @@ fn fixed_name(s: &str) -> Result<Name, BootstrapError> {
 }
 
 /// Creates config-declared agents that do not exist and updates those that
-/// differ from their declaration.
+/// differ from their declaration. Several servers starting at once on one
+/// database may race here: a `Conflict` on create means another one created
+/// the agent first, so it is read again and compared.
 async fn upsert_config_agents(
     store: &dyn Store,
     clock: &dyn Clock,
@@ -229,39 +299,51 @@ async fn upsert_config_agents(
                 owner: owner.clone(),
             });
         }
-        let now = clock.now();
-        match store.agent_by_name(&declared.name).await? {
+        let existing = match store.agent_by_name(&declared.name).await? {
+            Some(existing) => existing,
             None => {
-                let agent = Agent {
-                    name: declared.name.clone(),
-                    tier: declared.tier,
-                    owner: declared.owner.clone(),
-                    description: declared.description.clone(),
-                    source: "config".into(),
-                    created_at: now,
-                };
-                store
+                let agent = declared_agent(declared, clock.now());
+                match store
                     .create_agent(&agent, events::agent_created(&agent, ACTOR_CONFIG))
-                    .await?;
-                tracing::info!(agent = %agent.name, "created agent from config");
-            }
-            Some(existing) => {
-                let agent = Agent {
-                    name: declared.name.clone(),
-                    tier: declared.tier,
-                    owner: declared.owner.clone(),
-                    description: declared.description.clone(),
-                    source: "config".into(),
-                    created_at: existing.created_at,
-                };
-                if agent != existing {
-                    store
-                        .update_agent(&agent, events::agent_updated(&agent, ACTOR_CONFIG, now))
-                        .await?;
-                    tracing::info!(agent = %agent.name, "updated agent from config");
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(agent = %agent.name, "created agent from config");
+                        continue;
+                    }
+                    Err(StoreError::Conflict(_)) => {
+                        store.agent_by_name(&declared.name).await?.ok_or_else(|| {
+                            BootstrapError::Internal(format!(
+                                "agent `{}` was reported to exist but cannot be found",
+                                declared.name
+                            ))
+                        })?
+                    }
+                    Err(e) => return Err(e.into()),
                 }
             }
+        };
+        let agent = declared_agent(declared, existing.created_at);
+        if agent != existing {
+            store
+                .update_agent(
+                    &agent,
+                    events::agent_updated(&agent, ACTOR_CONFIG, clock.now()),
+                )
+                .await?;
+            tracing::info!(agent = %agent.name, "updated agent from config");
         }
     }
     Ok(())
+}
+
+fn declared_agent(declared: &ConfigAgent, created_at: warrant_core::Timestamp) -> Agent {
+    Agent {
+        name: declared.name.clone(),
+        tier: declared.tier,
+        owner: declared.owner.clone(),
+        description: declared.description.clone(),
+        source: "config".into(),
+        created_at,
+    }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 use warrant_core::task::parse_duration;
-use warrant_core::{Name, Tier, TtlBounds};
+use warrant_core::{Name, Tier, TtlBounds, validate_text};
 
 use crate::ServeOptions;
 use crate::routes::agents::MAX_DESCRIPTION;
@@ -21,6 +21,8 @@ pub const DEFAULT_TRUST_DOMAIN: &str = "warrant.local";
 const DEFAULT_REAPER_INTERVAL: Duration = Duration::from_secs(5);
 const DEFAULT_CHECKPOINT_EVERY: u64 = 1000;
 const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60);
+/// How long in-flight requests may still run after the shutdown signal.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// A configuration problem, naming where it is.
 #[derive(Debug, Error)]
@@ -47,6 +49,11 @@ pub struct Config {
     pub reaper_interval: Duration,
     pub checkpoint_every: u64,
     pub checkpoint_interval: Duration,
+    /// After the shutdown signal, in-flight requests get this long; then
+    /// the server stops regardless (workers, `server.stopped`, checkpoint).
+    pub shutdown_grace: Duration,
+    /// A request running longer is abandoned with `503 timeout`.
+    pub request_timeout: Duration,
     pub agents: Vec<ConfigAgent>,
 }
 
@@ -67,11 +74,20 @@ struct RawConfig {
     data_dir: Option<PathBuf>,
     store: Option<String>,
     #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
     tasks: RawTasks,
     #[serde(default)]
     audit: RawAudit,
     #[serde(default)]
     agents: Vec<RawAgent>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    shutdown_grace: Option<String>,
+    request_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -192,6 +208,16 @@ impl Config {
             raw.audit.checkpoint_interval.as_deref(),
         )?
         .unwrap_or(DEFAULT_CHECKPOINT_INTERVAL);
+        let shutdown_grace = positive(
+            "server.shutdown_grace",
+            raw.server.shutdown_grace.as_deref(),
+        )?
+        .unwrap_or(DEFAULT_SHUTDOWN_GRACE);
+        let request_timeout = positive(
+            "server.request_timeout",
+            raw.server.request_timeout.as_deref(),
+        )?
+        .unwrap_or(crate::state::DEFAULT_REQUEST_TIMEOUT);
         let checkpoint_every = raw
             .audit
             .checkpoint_every
@@ -221,6 +247,8 @@ impl Config {
                     "{at}: `description` is longer than {MAX_DESCRIPTION} characters"
                 ));
             }
+            validate_text("description", &description, MAX_DESCRIPTION)
+                .map_err(|e| format!("{at}: {e}"))?;
             agents.push(ConfigAgent {
                 name,
                 tier,
@@ -238,6 +266,8 @@ impl Config {
             reaper_interval,
             checkpoint_every,
             checkpoint_interval,
+            shutdown_grace,
+            request_timeout,
             agents,
         })
     }

@@ -58,15 +58,25 @@ pub enum ApiError {
     AgentNotFound(String),
     #[error("task `{0}` has already ended: it can no longer be changed")]
     TaskEnded(TaskId),
+    /// Past its `expires_at` but not yet ended by the reaper: as good as
+    /// ended (`task_ended`).
+    #[error("task `{0}` expired at {1}: it can no longer be changed")]
+    TaskExpired(TaskId, jiff::Timestamp),
+    /// The request did not complete within the server's request timeout.
+    #[error(
+        "the request did not complete within {0:?} and was abandoned: if it was a change, check whether it was applied before retrying"
+    )]
+    Timeout(std::time::Duration),
     #[error(
         "{0}: send `Authorization: Bearer <token>` with a valid API token (see `warrant login`)"
     )]
     Unauthenticated(&'static str),
     #[error("{0}")]
     Forbidden(&'static str),
-    /// Any store error. Only `Unavailable` is expected here: handlers turn
-    /// the `NotFound`/`Conflict`/`InvalidState` cases they anticipate into
-    /// specific variants first, so one reaching this point is a bug.
+    /// Any store error. Only `Unavailable` and `Rejected` are expected
+    /// here: handlers turn the `NotFound`/`Conflict`/`InvalidState` cases
+    /// they anticipate into specific variants first, so one reaching this
+    /// point is a bug.
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("there is no such endpoint: see docs/api.md for the routes")]
@@ -139,7 +149,10 @@ impl ApiError {
             ApiError::TaskNotFound(_) => kind(S::NOT_FOUND, "task_not_found", "task not found"),
             ApiError::UserNotFound(_) => kind(S::NOT_FOUND, "user_not_found", "user not found"),
             ApiError::AgentNotFound(_) => kind(S::NOT_FOUND, "agent_not_found", "agent not found"),
-            ApiError::TaskEnded(_) => kind(S::CONFLICT, "task_ended", "task ended"),
+            ApiError::TaskEnded(_) | ApiError::TaskExpired(..) => {
+                kind(S::CONFLICT, "task_ended", "task ended")
+            }
+            ApiError::Timeout(_) => kind(S::SERVICE_UNAVAILABLE, "timeout", "request timed out"),
             ApiError::Unauthenticated(_) => {
                 kind(S::UNAUTHORIZED, "unauthenticated", "unauthenticated")
             }
@@ -148,6 +161,13 @@ impl ApiError {
                 S::SERVICE_UNAVAILABLE,
                 "store_unavailable",
                 "store unavailable",
+            ),
+            // Retrying the same request cannot succeed: it is the request's
+            // content the database refused (input validation missed it).
+            ApiError::Store(StoreError::Rejected(_)) => kind(
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "invalid request body",
             ),
             ApiError::Store(
                 StoreError::NotFound(_)
@@ -178,6 +198,10 @@ impl ApiError {
             ApiError::Store(StoreError::Unavailable(_)) => {
                 "the store cannot be reached: nothing was changed; retry later".to_owned()
             }
+            ApiError::Store(StoreError::Rejected(_)) => {
+                "the store refused a value in the request: nothing was changed; check the text fields for unusual characters"
+                    .to_owned()
+            }
             ApiError::Store(_) | ApiError::Internal(_) => {
                 "an internal error occurred: nothing more is said here; the server log has the details"
                     .to_owned()
@@ -204,6 +228,10 @@ impl IntoResponse for ApiError {
             ApiError::Store(StoreError::Unavailable(why)) => {
                 tracing::warn!(error = %why, "store unavailable");
             }
+            ApiError::Store(StoreError::Rejected(why)) => {
+                tracing::warn!(error = %why, "the store refused a value that validation let through");
+            }
+            ApiError::Timeout(after) => tracing::warn!(?after, "request timed out"),
             ApiError::Store(e) => tracing::error!(error = %e, "unexpected store error"),
             ApiError::Internal(why) => tracing::error!(error = %why, "internal error"),
             _ => tracing::debug!(code = kind.code, detail = %self, "request refused"),
@@ -262,5 +290,42 @@ impl From<PathRejection> for ApiError {
         // percent-encoding: for the client it is simply no such resource.
         tracing::debug!(error = %cause(&rejection), "path rejected");
         ApiError::NotFound
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use warrant_store::StoreError;
+
+    use super::{ApiError, PROBLEM_JSON};
+
+    // A value PostgreSQL refused (NUL in text) answered 503
+    // store_unavailable, telling clients to retry what can never succeed.
+    #[test]
+    fn a_rejected_value_is_invalid_body_and_says_nothing_internal() {
+        let err = ApiError::Store(StoreError::Rejected(
+            "sqlstate 22021: invalid byte sequence for encoding \"UTF8\": 0x00".into(),
+        ));
+        assert_eq!(err.code(), "invalid_body");
+        let detail = err.detail();
+        assert!(
+            !detail.contains("sqlstate") && !detail.contains("UTF8"),
+            "{detail}"
+        );
+        let response = err.into_response();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(response.headers()["content-type"], PROBLEM_JSON);
+    }
+
+    #[test]
+    fn a_timeout_is_a_503_timeout_problem() {
+        let err = ApiError::Timeout(std::time::Duration::from_secs(30));
+        assert_eq!(err.code(), "timeout");
+        assert!(err.detail().contains("30s"), "{}", err.detail());
+        let response = err.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()["content-type"], PROBLEM_JSON);
     }
 }

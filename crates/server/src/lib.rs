@@ -8,13 +8,15 @@
 //! with `warrant-core`'s types before anything is written, so bad input
 //! changes nothing.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use thiserror::Error;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use warrant_core::{Clock, SystemClock};
 use warrant_crypto::SigningKey;
 use warrant_store::{Store, StoreError};
@@ -93,8 +95,9 @@ pub enum ServerError {
 
 /// Runs `warrant serve` until `shutdown` completes: loads the config, opens
 /// the store, bootstraps, serves the API with the workers, then shuts down
-/// gracefully (in-flight requests finish, workers stop, a `server.stopped`
-/// event and a final signed checkpoint are written, the store is closed).
+/// gracefully (in-flight requests get `shutdown_grace` to finish, workers
+/// stop, a `server.stopped` event and a final signed checkpoint are
+/// written, the store is closed).
 pub async fn serve(
     opts: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -148,7 +151,8 @@ async fn run(
             source,
         })?;
 
-    let state = AppState::new(store.clone(), clock.clone(), config.ttl);
+    let mut state = AppState::new(store.clone(), clock.clone(), config.ttl);
+    state.request_timeout = config.request_timeout;
     let workers = Workers::spawn(
         state.clone(),
         boot.key.clone(),
@@ -166,14 +170,50 @@ async fn run(
     });
     tracing::info!(%addr, store = store.backend(), "warrant is serving");
 
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = serve_until(listener, router(state), shutdown, config.shutdown_grace).await;
     tracing::info!("shutting down");
     workers.stop().await;
     let stopped = finish(&*store, &*clock, &boot.key).await;
     served.map_err(ServerError::Serve)?;
     stopped
+}
+
+/// Serves `app` until `shutdown` completes, then lets in-flight requests
+/// finish for at most `grace`: a client that stalls (or a request that
+/// hangs) must not keep the server from stopping, nor cost the run its
+/// `server.stopped` event and final checkpoint.
+async fn serve_until(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let (signalled, on_signal) = oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!(grace = ?grace, "shutdown requested: finishing in-flight requests");
+        let _ = signalled.send(());
+    };
+    let graceful = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .into_future();
+    let deadline = async move {
+        if on_signal.await.is_err() {
+            // The server ended before any signal: nothing to time.
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = graceful => served,
+        () = deadline => {
+            // Dropping the server stops waiting for its connections; their
+            // requests are bounded by the request timeout and end with the
+            // process.
+            tracing::warn!(grace = ?grace, "requests were still in flight when the shutdown grace period ended: stopping anyway");
+            Ok(())
+        }
+    }
 }
 
 /// The last writes of a run: `server.stopped`, then a checkpoint that

@@ -1,10 +1,14 @@
 //! What every handler and worker shares.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use jiff::Timestamp;
 use warrant_core::{Clock, TtlBounds};
 use warrant_store::Store;
+
+/// How long one request may take, unless the config says otherwise.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The application state: the store, the clock and the task limits.
 ///
@@ -15,11 +19,19 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub ttl: TtlBounds,
+    /// A request still running after this long is abandoned with
+    /// `503 timeout` (reading a slow body included).
+    pub request_timeout: Duration,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, ttl: TtlBounds) -> Self {
-        Self { store, clock, ttl }
+        Self {
+            store,
+            clock,
+            ttl,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
     }
 
     /// Now, at the precision the store keeps (microseconds), so a value

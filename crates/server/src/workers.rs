@@ -89,12 +89,16 @@ async fn reaper(state: AppState, every: Duration, mut stopped: watch::Receiver<b
 
 /// Ends every live task whose expiry has passed (by the state's clock), as
 /// `expired` with actor `system:reaper`. Returns how many it ended.
+///
+/// A task that cannot be ended is logged and skipped, so one bad row does
+/// not stop every other task from expiring; it is tried again next pass.
+/// An unavailable store ends the pass (the next tick retries).
 pub async fn reap_once(state: &AppState) -> Result<usize, StoreError> {
     let mut ended = 0;
     loop {
         let now = state.now();
         let expired = state.store.expired_tasks(now, REAP_BATCH).await?;
-        let batch = expired.len();
+        let mut progress = false;
         for task in expired {
             let event = events::task_ended(&task, EndReason::Expired, None, ACTOR_REAPER, now);
             match state
@@ -102,13 +106,21 @@ pub async fn reap_once(state: &AppState) -> Result<usize, StoreError> {
                 .end_task(task.id, EndReason::Expired, None, now, event)
                 .await
             {
-                Ok(_) => ended += 1,
+                Ok(_) => {
+                    ended += 1;
+                    progress = true;
+                }
                 // Ended by someone else since the query: nothing to do.
-                Err(StoreError::InvalidState(_) | StoreError::NotFound(_)) => {}
-                Err(e) => return Err(e),
+                Err(StoreError::InvalidState(_) | StoreError::NotFound(_)) => progress = true,
+                Err(e @ StoreError::Unavailable(_)) => return Err(e),
+                Err(e) => {
+                    tracing::error!(task = %task.id, error = %e, "reaper cannot end an expired task; skipping it");
+                }
             }
         }
-        if batch < REAP_BATCH as usize {
+        // Skipped tasks come back first in the next query: stop when a
+        // batch changed nothing rather than loop on them.
+        if !progress {
             return Ok(ended);
         }
     }

@@ -10,6 +10,7 @@ use std::str::FromStr;
 use jiff::Timestamp;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sqlx::FromRow as _;
 use sqlx::error::ErrorKind;
 use warrant_audit::{Checkpoint, Hash, RawEvent};
 use warrant_core::{Agent, Name, Scope, Task, TaskId, User};
@@ -66,10 +67,14 @@ pub(crate) fn page(limit: Option<u32>, max: u32) -> i64 {
 
 // --- errors --------------------------------------------------------------
 
-/// Maps an error the caller did not expect to a [`StoreError`]: database
-/// refusals and connection trouble are `Unavailable` (the caller answers
-/// 503 and changes nothing), undecodable rows are `Corrupt`.
+/// Maps an error the caller did not expect to a [`StoreError`]: values
+/// PostgreSQL refuses as invalid are `Rejected`, other database refusals
+/// and connection trouble are `Unavailable` (the caller answers 503 and
+/// changes nothing), undecodable rows are `Corrupt`.
 pub(crate) fn sqlx_error(e: sqlx::Error) -> StoreError {
+    if let Some(rejected) = rejected_value(&e) {
+        return rejected;
+    }
     match e {
         sqlx::Error::ColumnDecode { .. }
         | sqlx::Error::Decode(_)
@@ -86,6 +91,30 @@ pub(crate) fn sqlx_error(e: sqlx::Error) -> StoreError {
         )),
         other => StoreError::Unavailable(other.to_string()),
     }
+}
+
+/// PostgreSQL SQLSTATE class 22 (data exception: a NUL in text, a value
+/// out of range, an invalid byte sequence) and class 23 (integrity
+/// constraint violation) are about the value written, not about the
+/// database's health: retrying cannot help. Callers map the unique and
+/// foreign-key violations they expect to `Conflict` and `NotFound` before
+/// they get here.
+///
+/// SQLite is left out on purpose: its codes are numbers (`2323` is not a
+/// SQLSTATE) and it stores any text, NUL included.
+fn rejected_value(e: &sqlx::Error) -> Option<StoreError> {
+    let db = e.as_database_error()?;
+    let pg = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()?;
+    let code = pg.code();
+    (code.starts_with("22") || code.starts_with("23")).then(|| {
+        StoreError::Rejected(format!(
+            "sqlstate {code}: {}{}",
+            pg.message(),
+            pg.constraint()
+                .map(|c| format!(" (constraint `{c}`)"))
+                .unwrap_or_default()
+        ))
+    })
 }
 
 fn kind(e: &sqlx::Error) -> Option<ErrorKind> {
@@ -192,6 +221,30 @@ pub(crate) struct TaskRow {
 }
 
 impl TaskRow {
+    /// Decodes `rows` one at a time, leaving out (and logging) those that
+    /// cannot be read, so one corrupt task does not hide the others.
+    pub(crate) fn decode_each<R>(rows: Vec<R>) -> Vec<Task>
+    where
+        R: sqlx::Row,
+        TaskRow: for<'r> sqlx::FromRow<'r, R>,
+    {
+        let mut tasks = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            let decoded = TaskRow::from_row(row).map_err(sqlx_error).and_then(|raw| {
+                let id = shown(&raw.id);
+                raw.decode()
+                    .map_err(|e| StoreError::Corrupt(format!("task `{id}`: {e}")))
+            });
+            match decoded {
+                Ok(task) => tasks.push(task),
+                Err(e) => {
+                    tracing::error!(row = i, error = %e, "skipping a task row that cannot be read");
+                }
+            }
+        }
+        tasks
+    }
+
     pub(crate) fn decode(self) -> Result<Task, StoreError> {
         let scope: Scope = from_json("task scope", &self.scope)?;
         Ok(Task {
@@ -288,6 +341,11 @@ impl PublicKeyRow {
             created_at: from_us("public key created_at", self.created_at)?,
         })
     }
+}
+
+/// A stored value shown in a message: at most 64 characters.
+fn shown(s: &str) -> String {
+    s.chars().take(64).collect()
 }
 
 /// Decodes every row or fails on the first bad one.

@@ -46,6 +46,11 @@ pub use sqlite::SqliteStore;
 
 /// What can go wrong in the store. Callers map [`StoreError::Unavailable`]
 /// to "deny / 503", the others to specific client errors.
+///
+/// Only trouble that may pass by itself (the database unreachable, a lock
+/// or pool timeout, a refusal the store cannot classify) is `Unavailable`:
+/// a value the database refuses as invalid is `Rejected`, because retrying
+/// the same request can never succeed.
 #[derive(Debug, Clone, Error)]
 pub enum StoreError {
     /// The named thing does not exist.
@@ -60,6 +65,13 @@ pub enum StoreError {
     /// The database cannot be reached or refused the operation.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The database refused a value as invalid for its column or
+    /// constraints (PostgreSQL SQLSTATE classes 22 "data exception" and 23
+    /// "integrity constraint violation" where not a [`StoreError::Conflict`]
+    /// or [`StoreError::NotFound`]), e.g. a NUL character in text.
+    /// Nothing was written.
+    #[error("the database refused a value: {0}")]
+    Rejected(String),
     /// A row the store itself wrote cannot be read back: corruption or a bug.
     #[error("store data is corrupt: {0}")]
     Corrupt(String),
@@ -161,7 +173,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// refuses with `InvalidState` (writing nothing) a wider scope, a later
     /// expiry or an ended task. `NotFound` if absent.
     async fn narrow_task(&self, task: &Task, event: NewEvent) -> Result<Event, StoreError>;
-    /// Live tasks whose `expires_at <= now`, oldest first, at most `limit`.
+    /// Live tasks whose `expires_at <= now`, oldest first, at most `limit`
+    /// rows examined. A row that cannot be decoded is logged and left out
+    /// (so one corrupt task cannot stop every other one from expiring): the
+    /// result may hold fewer than `limit` tasks while more are expired.
     /// The reaper ends each with [`Store::end_task`].
     async fn expired_tasks(&self, now: Timestamp, limit: u32) -> Result<Vec<Task>, StoreError>;
 
@@ -187,8 +202,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     // --- keys ------------------------------------------------------------
 
-    /// Records a public key; a no-op if the kid is known.
-    async fn put_public_key(&self, key: &PublicKeyRecord) -> Result<(), StoreError>;
+    /// Records a public key together with its `keys.added` `event`, in one
+    /// transaction. A known kid writes nothing (neither the key nor the
+    /// event) and returns `None`.
+    async fn put_public_key(
+        &self,
+        key: &PublicKeyRecord,
+        event: NewEvent,
+    ) -> Result<Option<Event>, StoreError>;
     async fn list_public_keys(&self) -> Result<Vec<PublicKeyRecord>, StoreError>;
 }
 

@@ -387,6 +387,32 @@ async fn narrow_task_tx(
     append_one(conn, event).await
 }
 
+/// Inserts the key and its event, or nothing when the kid is known.
+async fn put_public_key_tx(
+    conn: &mut PgConnection,
+    key: &PublicKeyRecord,
+    event: NewEvent,
+) -> Result<Option<Event>, StoreError> {
+    // A concurrent insert of the same kid waits on the primary key and
+    // then inserts nothing; the audit head lock comes after, as always.
+    let inserted = sqlx::query(
+        "INSERT INTO public_keys (kid, alg, public_key, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (kid) DO NOTHING",
+    )
+    .bind(key.kid.as_str())
+    .bind(key.alg.as_str())
+    .bind(key.public_key.as_slice())
+    .bind(to_us(key.created_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(sqlx_error)?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(None);
+    }
+    append_one(conn, event).await.map(Some)
+}
+
 async fn put_checkpoint_tx(conn: &mut PgConnection, cp: &Checkpoint) -> Result<(), StoreError> {
     let seq = i64::try_from(cp.seq).map_err(|_| {
         StoreError::InvalidState(format!("checkpoint sequence `{}` is too large", cp.seq))
@@ -583,13 +609,14 @@ impl Store for PgStore {
              WHERE state IN ('pending', 'active') AND expires_at <= $1 \
              ORDER BY expires_at, tasks.id LIMIT $2"
         );
-        let rows = sqlx::query_as::<_, TaskRow>(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(to_us(now))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
             .map_err(sqlx_error)?;
-        decode_all(rows, TaskRow::decode)
+        // One row at a time: a corrupt row must not stop expiry for all.
+        Ok(TaskRow::decode_each(rows))
     }
 
     async fn append_audit(&self, events: Vec<NewEvent>) -> Result<Vec<Event>, StoreError> {
@@ -677,19 +704,14 @@ impl Store for PgStore {
         .transpose()
     }
 
-    async fn put_public_key(&self, key: &PublicKeyRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO public_keys (kid, alg, public_key, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (kid) DO NOTHING",
-        )
-        .bind(key.kid.as_str())
-        .bind(key.alg.as_str())
-        .bind(key.public_key.as_slice())
-        .bind(to_us(key.created_at))
-        .execute(&self.pool)
-        .await
-        .map_err(sqlx_error)?;
-        Ok(())
+    async fn put_public_key(
+        &self,
+        key: &PublicKeyRecord,
+        event: NewEvent,
+    ) -> Result<Option<Event>, StoreError> {
+        let mut tx = self.begin().await?;
+        let result = put_public_key_tx(&mut tx, key, event).await;
+        finish(tx, result).await
     }
 
     async fn list_public_keys(&self) -> Result<Vec<PublicKeyRecord>, StoreError> {

@@ -401,6 +401,30 @@ async fn narrow_task_tx(
     append_one(conn, event).await
 }
 
+/// Inserts the key and its event, or nothing when the kid is known.
+async fn put_public_key_tx(
+    conn: &mut SqliteConnection,
+    key: &PublicKeyRecord,
+    event: NewEvent,
+) -> Result<Option<Event>, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO public_keys (kid, alg, public_key, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (kid) DO NOTHING",
+    )
+    .bind(key.kid.as_str())
+    .bind(key.alg.as_str())
+    .bind(key.public_key.as_slice())
+    .bind(to_us(key.created_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(sqlx_error)?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(None);
+    }
+    append_one(conn, event).await.map(Some)
+}
+
 async fn put_checkpoint_tx(conn: &mut SqliteConnection, cp: &Checkpoint) -> Result<(), StoreError> {
     let seq = i64::try_from(cp.seq).map_err(|_| {
         StoreError::InvalidState(format!("checkpoint sequence `{}` is too large", cp.seq))
@@ -601,13 +625,14 @@ impl Store for SqliteStore {
              WHERE state IN ('pending', 'active') AND expires_at <= $1 \
              ORDER BY expires_at, id LIMIT $2"
         );
-        let rows = sqlx::query_as::<_, TaskRow>(sqlx::AssertSqlSafe(sql))
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(to_us(now))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
             .map_err(sqlx_error)?;
-        decode_all(rows, TaskRow::decode)
+        // One row at a time: a corrupt row must not stop expiry for all.
+        Ok(TaskRow::decode_each(rows))
     }
 
     async fn append_audit(&self, events: Vec<NewEvent>) -> Result<Vec<Event>, StoreError> {
@@ -695,21 +720,14 @@ impl Store for SqliteStore {
         .transpose()
     }
 
-    async fn put_public_key(&self, key: &PublicKeyRecord) -> Result<(), StoreError> {
+    async fn put_public_key(
+        &self,
+        key: &PublicKeyRecord,
+        event: NewEvent,
+    ) -> Result<Option<Event>, StoreError> {
         let _write = self.write.lock().await;
         let mut tx = self.begin().await?;
-        let result = sqlx::query(
-            "INSERT INTO public_keys (kid, alg, public_key, created_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (kid) DO NOTHING",
-        )
-        .bind(key.kid.as_str())
-        .bind(key.alg.as_str())
-        .bind(key.public_key.as_slice())
-        .bind(to_us(key.created_at))
-        .execute(&mut *tx)
-        .await
-        .map(drop)
-        .map_err(sqlx_error);
+        let result = put_public_key_tx(&mut tx, key, event).await;
         finish(tx, result).await
     }
 

@@ -283,12 +283,15 @@ async fn audit_verify(a: VerifyArgs) -> anyhow::Result<()> {
     );
     let key = SigningKey::generate()?;
     store
-        .put_public_key(&PublicKeyRecord {
-            kid: key.kid().to_owned(),
-            alg: "EdDSA".into(),
-            public_key: key.public_key().to_vec(),
-            created_at: Timestamp::now(),
-        })
+        .put_public_key(
+            &PublicKeyRecord {
+                kid: key.kid().to_owned(),
+                alg: "EdDSA".into(),
+                public_key: key.public_key().to_vec(),
+                created_at: Timestamp::now(),
+            },
+            warrant_server::events::keys_added(key.kid(), Timestamp::now()),
+        )
         .await?;
 
     println!(

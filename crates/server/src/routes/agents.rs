@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use warrant_core::{Agent, Name, Tier};
+use warrant_core::{Agent, Name, Tier, validate_text};
 use warrant_store::StoreError;
 
 use crate::auth::{Admin, Caller};
@@ -51,6 +51,8 @@ pub async fn create(
             "`description` is longer than {MAX_DESCRIPTION} characters"
         )));
     }
+    validate_text("description", &description, MAX_DESCRIPTION)
+        .map_err(|e| ApiError::InvalidBody(e.to_string()))?;
     if let Some(owner) = &owner
         && state.store.user_by_name(owner).await?.is_none()
     {

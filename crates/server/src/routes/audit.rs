@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use warrant_audit::Event;
-use warrant_core::TaskId;
+use warrant_core::{TaskId, validate_text};
 use warrant_store::AuditFilter;
 
 use crate::auth::Admin;
@@ -64,7 +64,12 @@ pub async fn list(
                 "`kind` must be 1 to {MAX_KIND} characters long, such as `task.created`"
             )));
         }
-        k => k,
+        Some(k) => {
+            validate_text("kind", &k, MAX_KIND)
+                .map_err(|e| ApiError::InvalidQuery(e.to_string()))?;
+            Some(k)
+        }
+        None => None,
     };
     let limit = parse_limit(query.limit.as_deref(), MAX_LIMIT)?.unwrap_or(DEFAULT_LIMIT);
     let filter = AuditFilter {

@@ -1,8 +1,11 @@
 //! The HTTP routes, one module per resource.
 
+use std::time::Duration;
+
 use axum::Router;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::map_response;
+use axum::middleware::{Next, from_fn_with_state, map_response};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -23,6 +26,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// The whole API. Public so tests can serve it with a state they built
 /// (for instance with a `FakeClock`).
 pub fn router(state: AppState) -> Router {
+    let request_timeout = state.request_timeout;
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -38,11 +42,22 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(from_fn_with_state(request_timeout, timeout))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         // Outside the limit layer: it answers an oversize Content-Length
         // itself, in plain text.
         .layer(map_response(problem_for_plain_413))
         .layer(TraceLayer::new_for_http())
+}
+
+/// Abandons a request (handler and body reading alike) that runs longer
+/// than `after`, answering `503 timeout` as a problem. Dropping the handler
+/// rolls back a store transaction that has not committed.
+async fn timeout(State(after): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(after, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout(after).into_response(),
+    }
 }
 
 async fn not_found() -> ApiError {

@@ -8,7 +8,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
-use warrant_core::{CoreError, EndReason, Name, Scope, Task, TaskId, TaskState, TtlBounds};
+use warrant_core::{
+    CoreError, EndReason, Name, Scope, Task, TaskId, TaskState, TtlBounds, validate_text,
+};
 use warrant_store::{StoreError, TaskFilter};
 
 use crate::auth::Caller;
@@ -81,6 +83,7 @@ pub async fn create(
             "`purpose` must be 1 to {MAX_PURPOSE} characters long"
         )));
     }
+    text("purpose", purpose, MAX_PURPOSE)?;
     let ticket = match body.ticket.as_deref().map(str::trim) {
         Some(t) if t.is_empty() || t.chars().count() > MAX_TICKET => {
             return Err(ApiError::InvalidBody(format!(
@@ -89,6 +92,9 @@ pub async fn create(
         }
         t => t.map(str::to_owned),
     };
+    if let Some(ticket) = &ticket {
+        text("ticket", ticket, MAX_TICKET)?;
+    }
     let ttl = state
         .ttl
         .resolve(body.ttl.as_deref())
@@ -177,23 +183,28 @@ pub async fn end(
     OptionalJson(body): OptionalJson<EndTask>,
 ) -> Result<Json<Task>, ApiError> {
     let note = body.and_then(|b| b.note);
-    if let Some(note) = &note
-        && note.chars().count() > MAX_NOTE
-    {
-        return Err(ApiError::InvalidBody(format!(
-            "`note` is longer than {MAX_NOTE} characters"
-        )));
+    if let Some(note) = &note {
+        if note.chars().count() > MAX_NOTE {
+            return Err(ApiError::InvalidBody(format!(
+                "`note` is longer than {MAX_NOTE} characters"
+            )));
+        }
+        text("note", note, MAX_NOTE)?;
     }
     let task = load_for(&state, &caller, id).await?;
     if !task.is_live() {
         return Err(ApiError::TaskEnded(id));
     }
-    let reason = if task.delegator == caller.user.name {
+    let now = state.now();
+    // Past its expiry the task is over whether or not the reaper got to it:
+    // ending it records why it really ended.
+    let reason = if is_expired(&task, now) {
+        EndReason::Expired
+    } else if task.delegator == caller.user.name {
         EndReason::Completed
     } else {
         EndReason::Revoked
     };
-    let now = state.now();
     let event = events::task_ended(&task, reason, note.as_deref(), &caller.actor(), now);
     let ended = match state
         .store
@@ -232,15 +243,18 @@ pub async fn narrow(
         .transpose()
         .map_err(|e| ttl_error(e, &state.ttl))?;
     let task = load_for(&state, &caller, id).await?;
+    let now = state.now();
     if !task.is_live() {
         return Err(ApiError::TaskEnded(id));
+    }
+    if is_expired(&task, now) {
+        return Err(ApiError::TaskExpired(id, task.expires_at));
     }
     let mut narrowed = task.clone();
     if let Some(scope) = scope {
         scope.check_narrowing_of(&task.scope).map_err(scope_error)?;
         narrowed.scope = scope;
     }
-    let now = state.now();
     if let Some(ttl) = ttl {
         let expires_at = expiry(now, ttl, &state.ttl)?;
         if expires_at > task.expires_at {
@@ -255,12 +269,55 @@ pub async fn narrow(
     let event = events::task_narrowed(&narrowed, task.expires_at, &caller.actor(), now);
     match state.store.narrow_task(&narrowed, event).await {
         Ok(_) => {}
-        Err(StoreError::InvalidState(_)) => return Err(ApiError::TaskEnded(id)),
+        // Changed since it was read (another narrow or an end): say what
+        // is wrong with this request against the task as it is now.
+        Err(StoreError::InvalidState(why)) => {
+            let current = state.store.get_task(id).await?;
+            return Err(match current {
+                None => ApiError::TaskNotFound(id),
+                Some(current) => narrow_refusal(&current, &narrowed, state.now())
+                    .unwrap_or(ApiError::Store(StoreError::InvalidState(why))),
+            });
+        }
         Err(StoreError::NotFound(_)) => return Err(ApiError::TaskNotFound(id)),
         Err(e) => return Err(e.into()),
     }
     tracing::info!(task = %id, by = %caller.user.name, "task narrowed");
     Ok(Json(narrowed))
+}
+
+/// Why the store refused `narrowed` given the task as it is now, `None`
+/// if nothing explains it.
+fn narrow_refusal(current: &Task, narrowed: &Task, now: Timestamp) -> Option<ApiError> {
+    if !current.is_live() {
+        return Some(ApiError::TaskEnded(current.id));
+    }
+    if is_expired(current, now) {
+        return Some(ApiError::TaskExpired(current.id, current.expires_at));
+    }
+    if let Err(e) = narrowed.scope.check_narrowing_of(&current.scope) {
+        return Some(ApiError::InvalidScope(format!(
+            "{e} (the task was narrowed by another request meanwhile)"
+        )));
+    }
+    if narrowed.expires_at > current.expires_at {
+        return Some(ApiError::InvalidTtl(format!(
+            "the task now expires at {}, before {}: it was narrowed by another request meanwhile, \
+             and narrowing may only shorten a task's life",
+            current.expires_at, narrowed.expires_at
+        )));
+    }
+    None
+}
+
+/// At or past `expires_at` a task is over, even before the reaper ends it.
+fn is_expired(task: &Task, now: Timestamp) -> bool {
+    task.expires_at <= now
+}
+
+/// Free text from the body: printable, bounded.
+fn text(field: &'static str, value: &str, max: usize) -> Result<(), ApiError> {
+    validate_text(field, value, max).map_err(|e| ApiError::InvalidBody(e.to_string()))
 }
 
 /// The task, if the caller may see it: its delegator or an admin.
@@ -319,5 +376,71 @@ pub(crate) fn parse_limit(raw: Option<&str>, max: u32) -> Result<Option<u32>, Ap
             "`limit` is `{}`: expected a whole number from 1 to {max}",
             raw.chars().take(32).collect::<String>()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::{SignedDuration, Timestamp};
+    use warrant_core::{EndReason, Name, Scope, Task, TaskId, TaskState};
+
+    use super::narrow_refusal;
+    use crate::error::ApiError;
+
+    fn task(repos: &[&str], expires_in_mins: i64) -> Task {
+        let now = Timestamp::from_second(1_900_000_000).unwrap();
+        Task {
+            id: TaskId::new(),
+            agent: Name::parse("name", "claude").unwrap(),
+            delegator: Name::parse("name", "alice").unwrap(),
+            purpose: "p".into(),
+            ticket: None,
+            scope: Scope {
+                repos: repos.iter().map(|r| (*r).to_owned()).collect(),
+                ..Scope::default()
+            },
+            state: TaskState::Pending,
+            end_reason: None,
+            end_note: None,
+            created_at: now,
+            expires_at: now + SignedDuration::from_mins(expires_in_mins),
+            ended_at: None,
+        }
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_900_000_000).unwrap()
+    }
+
+    // A concurrent narrow refused by the store on a live task was reported
+    // as `task_ended`: it is the scope (or ttl) that no longer fits.
+    #[test]
+    fn a_store_refusal_on_a_live_task_is_a_scope_or_ttl_error_not_task_ended() {
+        let current = task(&["acme/api"], 30);
+        let mut wider = current.clone();
+        wider.scope.repos = vec!["acme/web".into()];
+        assert!(matches!(
+            narrow_refusal(&current, &wider, now()),
+            Some(ApiError::InvalidScope(_))
+        ));
+        let mut later = current.clone();
+        later.expires_at = current.expires_at + SignedDuration::from_mins(5);
+        assert!(matches!(
+            narrow_refusal(&current, &later, now()),
+            Some(ApiError::InvalidTtl(_))
+        ));
+        let mut ended = current.clone();
+        ended.state = TaskState::Ended;
+        ended.end_reason = Some(EndReason::Completed);
+        ended.ended_at = Some(now());
+        assert!(matches!(
+            narrow_refusal(&ended, &wider, now()),
+            Some(ApiError::TaskEnded(_))
+        ));
+        let past = now() + SignedDuration::from_mins(31);
+        assert!(matches!(
+            narrow_refusal(&current, &wider, past),
+            Some(ApiError::TaskExpired(..))
+        ));
     }
 }

@@ -3,8 +3,8 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
 use warrant_core::{Name, User};
 use warrant_crypto::generate_api_token;
 use warrant_store::StoreError;
@@ -28,12 +28,19 @@ pub struct CreateUser {
     admin: bool,
 }
 
-/// A new user with its API token, shown this once.
+/// A new user with its API token, shown this once. `Debug` redacts the
+/// token; only the response body carries it.
 #[derive(Debug, Serialize)]
 pub struct CreatedUser {
     #[serde(flatten)]
     user: User,
-    token: String,
+    #[serde(serialize_with = "expose_token")]
+    token: SecretString,
+}
+
+/// The one place the token is written out: the response to its creation.
+fn expose_token<S: Serializer>(token: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(token.expose_secret())
 }
 
 #[derive(Debug, Serialize)]
@@ -69,7 +76,7 @@ pub async fn create(
         StatusCode::CREATED,
         Json(CreatedUser {
             user,
-            token: token.token.expose_secret().to_owned(),
+            token: token.token,
         }),
     ))
 }
@@ -99,4 +106,34 @@ pub async fn list(State(state): State<AppState>, _admin: Admin) -> Result<Json<U
 
 pub async fn me(caller: Caller) -> Json<User> {
     Json(caller.user)
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+    use warrant_core::{Name, Timestamp, User};
+
+    use super::CreatedUser;
+
+    // `CreatedUser` derived Debug over the plain token: any `{:?}` (a log
+    // line, a panic message) would have printed a live credential.
+    #[test]
+    fn created_user_debug_redacts_the_token_and_the_body_carries_it() {
+        let token = "wrt_not_a_real_token_but_secret_enough";
+        let created = CreatedUser {
+            user: User {
+                name: Name::parse("name", "alice").unwrap(),
+                groups: vec![],
+                admin: false,
+                created_at: Timestamp::UNIX_EPOCH,
+            },
+            token: SecretString::from(token),
+        };
+        let debug = format!("{created:?}");
+        assert!(!debug.contains(token), "{debug}");
+        assert!(debug.contains("alice"), "{debug}");
+        let body = serde_json::to_value(&created).unwrap();
+        assert_eq!(body["token"], token);
+        assert_eq!(body["name"], "alice");
+    }
 }

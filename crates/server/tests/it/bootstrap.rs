@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::Value;
 use warrant_server::ServerError;
 
-use crate::support::{Server, options};
+use crate::support::{Server, options, private_tempdir};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -72,7 +72,7 @@ async fn first_start_creates_key_and_admin_and_second_start_reuses_them() {
 
 #[tokio::test]
 async fn a_loose_signing_key_mode_is_tightened() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = private_tempdir();
     let s = Server::start_with(options(dir.path())).await.unwrap();
     s.stop().await.unwrap();
     let key_file = dir.path().join("signing.key");
@@ -84,7 +84,7 @@ async fn a_loose_signing_key_mode_is_tightened() {
 
 #[tokio::test]
 async fn a_corrupt_signing_key_stops_the_start() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = private_tempdir();
     std::fs::write(dir.path().join("signing.key"), "not a key").unwrap();
     let err = Server::start_with(options(dir.path())).await.err().unwrap();
     assert!(matches!(err, ServerError::Bootstrap(_)), "{err:?}");
@@ -98,7 +98,7 @@ async fn a_corrupt_signing_key_stops_the_start() {
 #[tokio::test]
 async fn a_port_in_use_is_a_clear_error() {
     let s = Server::start().await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = private_tempdir();
     let mut opts = options(dir.path());
     opts.listen = Some(s.ready.addr);
     let err = Server::start_with(opts).await.err().unwrap();

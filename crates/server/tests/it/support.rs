@@ -282,6 +282,15 @@ impl Deref for Server {
     }
 }
 
+/// A temp dir only its owner may enter, as `serve` requires of an existing
+/// data directory (`tempfile` creates them 0755 under the usual umask).
+pub fn private_tempdir() -> TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    dir
+}
+
 /// The options a test server uses for `data_dir`.
 pub fn options(data_dir: &Path) -> ServeOptions {
     ServeOptions {
@@ -295,7 +304,7 @@ pub fn options(data_dir: &Path) -> ServeOptions {
 impl Server {
     /// A fresh server in a new temp dir.
     pub async fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = private_tempdir();
         let mut server = Server::start_with(options(dir.path())).await.unwrap();
         server._dir = Some(dir);
         server

@@ -14,7 +14,7 @@ use warrant_core::SystemClock;
 use warrant_server::ServerError;
 use warrant_store::TaskFilter;
 
-use crate::support::{TestApp, open_store, options};
+use crate::support::{TestApp, open_store, options, private_tempdir};
 
 #[tokio::test]
 async fn a_closed_store_fails_readiness_and_writes_with_503() {
@@ -84,7 +84,7 @@ async fn an_unreachable_postgres_stops_the_start_with_a_clear_error() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let dir = tempfile::tempdir().unwrap();
+    let dir = private_tempdir();
     let mut opts = options(dir.path());
     opts.store_url = Some(format!(
         "postgres://warrant:hunter2@127.0.0.1:{port}/warrant"

@@ -508,6 +508,42 @@ pub async fn expired_tasks_are_live_tasks_past_expiry(store: Arc<dyn Store>) {
     );
 }
 
+// PostgreSQL refused a NUL in `purpose` and the store called that
+// "unavailable" (503, retry later) although retrying can never succeed.
+pub async fn text_the_database_refuses_is_rejected_and_writes_nothing(store: Arc<dyn Store>) {
+    seed(&store).await;
+    let before = head(&store).await;
+    let mut t = task("claude", "bob", t0(), 60);
+    t.purpose = "a\0b".into();
+    let created = store.create_task(&t, task_event("task.created", &t)).await;
+    let mut a = agent("gemini", Tier::ReadOnly);
+    a.description = "nul \0 here".into();
+    let agent_created = store.create_agent(&a, agent_event(&a)).await;
+    match store.backend() {
+        // SQLite stores any text, NUL included.
+        "sqlite" => {
+            created.unwrap();
+            agent_created.unwrap();
+            assert_eq!(store.get_task(t.id).await.unwrap().unwrap().purpose, "a\0b");
+        }
+        _ => {
+            for result in [created.map(drop), agent_created.map(drop)] {
+                match result {
+                    Err(StoreError::Rejected(msg)) => {
+                        assert!(msg.contains("sqlstate 22"), "{msg}")
+                    }
+                    other => panic!("expected a rejected value, got {other:?}"),
+                }
+            }
+            assert_eq!(head(&store).await, before);
+            assert_eq!(store.get_task(t.id).await.unwrap(), None);
+            assert_eq!(store.agent_by_name(&a.name).await.unwrap(), None);
+            // The store still works.
+            store.ping().await.unwrap();
+        }
+    }
+}
+
 pub async fn list_tasks_filters_and_limits(store: Arc<dyn Store>) {
     seed(&store).await;
     let mut all = Vec::new();
@@ -802,6 +838,14 @@ pub async fn list_audit_filters_and_pages(store: Arc<dyn Store>) {
     assert!(store.raw_audit(7, 10).await.unwrap().is_empty());
 }
 
+fn key_event(kid: &str) -> NewEvent {
+    NewEvent {
+        actor: "system:bootstrap".into(),
+        data: json!({"kid": kid, "alg": "EdDSA"}),
+        ..event("keys.added", &format!("key:{kid}"), None)
+    }
+}
+
 pub async fn checkpoints_and_public_keys_round_trip(store: Arc<dyn Store>) {
     let key = SigningKey::generate().unwrap();
     let record = PublicKeyRecord {
@@ -810,15 +854,28 @@ pub async fn checkpoints_and_public_keys_round_trip(store: Arc<dyn Store>) {
         public_key: key.public_key().to_vec(),
         created_at: t0(),
     };
-    store.put_public_key(&record).await.unwrap();
-    // A known kid is a no-op, even with other fields.
-    store
-        .put_public_key(&PublicKeyRecord {
-            created_at: t0() + mins(5),
-            ..record.clone()
-        })
+    let added = store
+        .put_public_key(&record, key_event(key.kid()))
         .await
-        .unwrap();
+        .unwrap()
+        .expect("a new kid is recorded with its event");
+    assert_eq!((added.seq, added.kind.as_str()), (1, "keys.added"));
+    // A known kid writes nothing, even with other fields: neither the key
+    // nor a second `keys.added`.
+    assert_eq!(
+        store
+            .put_public_key(
+                &PublicKeyRecord {
+                    created_at: t0() + mins(5),
+                    ..record.clone()
+                },
+                key_event(key.kid()),
+            )
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(head_seq(&store).await, 1);
     assert_eq!(
         store.list_public_keys().await.unwrap(),
         vec![record.clone()]
@@ -830,10 +887,29 @@ pub async fn checkpoints_and_public_keys_round_trip(store: Arc<dyn Store>) {
         public_key: other.public_key().to_vec(),
         created_at: t0() + mins(1),
     };
-    store.put_public_key(&other_record).await.unwrap();
+    let added = store
+        .put_public_key(&other_record, key_event(other.kid()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(added.seq, 2);
     assert_eq!(
         store.list_public_keys().await.unwrap(),
         vec![record, other_record]
+    );
+    let key_events = store
+        .list_audit(&AuditFilter {
+            kind: Some("keys.added".into()),
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        key_events
+            .iter()
+            .map(|e| e.subject.as_str())
+            .collect::<Vec<_>>(),
+        vec![format!("key:{}", key.kid()), format!("key:{}", other.kid())]
     );
 
     assert_eq!(store.last_checkpoint().await.unwrap(), None);
@@ -841,13 +917,14 @@ pub async fn checkpoints_and_public_keys_round_trip(store: Arc<dyn Store>) {
         .map(|_| event("server.started", "server:test", None))
         .collect();
     let chained = store.append_audit(events).await.unwrap();
-    let at5 = Checkpoint::sign(5, chained[4].hash, t0(), &key);
-    let at10 = Checkpoint::sign(10, chained[9].hash, t0() + mins(1), &other);
+    // Seqs 1 and 2 are the two `keys.added`: these are 3 to 12.
+    let at5 = Checkpoint::sign(5, chained[2].hash, t0(), &key);
+    let at10 = Checkpoint::sign(10, chained[7].hash, t0() + mins(1), &other);
     store.put_checkpoint(&at5).await.unwrap();
     store.put_checkpoint(&at10).await.unwrap();
     // Another server signing the same head: accepted, the first one stays.
     store
-        .put_checkpoint(&Checkpoint::sign(10, chained[9].hash, t0() + mins(2), &key))
+        .put_checkpoint(&Checkpoint::sign(10, chained[7].hash, t0() + mins(2), &key))
         .await
         .unwrap();
     assert_eq!(
@@ -858,8 +935,8 @@ pub async fn checkpoints_and_public_keys_round_trip(store: Arc<dyn Store>) {
 
     // A checkpoint that does not match the chain is refused.
     for bad in [
-        Checkpoint::sign(6, chained[4].hash, t0(), &key),
-        Checkpoint::sign(11, chained[9].hash, t0(), &key),
+        Checkpoint::sign(6, chained[2].hash, t0(), &key),
+        Checkpoint::sign(11, chained[7].hash, t0(), &key),
     ] {
         assert!(matches!(
             store.put_checkpoint(&bad).await,
@@ -870,7 +947,7 @@ pub async fn checkpoints_and_public_keys_round_trip(store: Arc<dyn Store>) {
     let report = verify(&store).await;
     assert_eq!(
         (report.events, report.checkpoints, report.unanchored),
-        (10, 2, 0)
+        (12, 2, 2)
     );
 }
 
@@ -1049,20 +1126,24 @@ pub async fn audit_tables_refuse_update_and_delete(db: &Db) {
     let store = &db.store;
     let key = SigningKey::generate().unwrap();
     store
-        .put_public_key(&PublicKeyRecord {
-            kid: key.kid().to_owned(),
-            alg: "EdDSA".into(),
-            public_key: key.public_key().to_vec(),
-            created_at: t0(),
-        })
+        .put_public_key(
+            &PublicKeyRecord {
+                kid: key.kid().to_owned(),
+                alg: "EdDSA".into(),
+                public_key: key.public_key().to_vec(),
+                created_at: t0(),
+            },
+            key_event(key.kid()),
+        )
         .await
+        .unwrap()
         .unwrap();
     let chained = store
-        .append_audit(vec![event("server.started", "server:test", None); 3])
+        .append_audit(vec![event("server.started", "server:test", None); 2])
         .await
         .unwrap();
     store
-        .put_checkpoint(&Checkpoint::sign(3, chained[2].hash, t0(), &key))
+        .put_checkpoint(&Checkpoint::sign(3, chained[1].hash, t0(), &key))
         .await
         .unwrap();
     let before = head(store).await;
@@ -1188,4 +1269,39 @@ pub async fn failed_audit_append_rolls_back_the_change(db: &Db) {
         .collect();
     assert_eq!(ids, HashSet::from([t.id]));
     assert_eq!(verify(store).await.events, before.map_or(0, |(s, _)| s));
+}
+
+// One undecodable task row (always first by expires_at) failed the whole
+// `expired_tasks` batch, so no task ever expired again.
+pub async fn a_corrupt_task_row_does_not_hide_other_expired_tasks(db: &Db) {
+    let store = &db.store;
+    seed(store).await;
+    let corrupt = task("claude", "bob", t0(), 1);
+    let good = task("claude", "bob", t0(), 2);
+    for t in [&corrupt, &good] {
+        store
+            .create_task(t, task_event("task.created", t))
+            .await
+            .unwrap();
+    }
+    let rows = raw_sql(
+        db,
+        &format!(
+            "UPDATE tasks SET scope = 'not json' WHERE id = '{}'",
+            corrupt.id
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows, 1);
+    let expired = store.expired_tasks(t0() + mins(10), 100).await.unwrap();
+    assert_eq!(
+        expired.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![good.id]
+    );
+    // The corrupt row is still refused where it is asked for by id.
+    assert!(matches!(
+        store.get_task(corrupt.id).await,
+        Err(StoreError::Corrupt(_))
+    ));
 }

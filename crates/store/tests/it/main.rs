@@ -87,6 +87,7 @@ conformance! {
         create_task_with_unknown_agent_or_user_writes_nothing,
         end_task_twice_is_invalid_and_writes_nothing,
         expired_tasks_are_live_tasks_past_expiry,
+        text_the_database_refuses_is_rejected_and_writes_nothing,
         list_tasks_filters_and_limits,
         narrow_task_only_narrows,
         audit_chain_of_many_events_verifies,
@@ -101,6 +102,7 @@ conformance! {
         two_stores_on_one_database_form_one_chain,
         audit_tables_refuse_update_and_delete,
         failed_audit_append_rolls_back_the_change,
+        a_corrupt_task_row_does_not_hide_other_expired_tasks,
     ],
 }
 
