@@ -48,6 +48,18 @@ if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
   as_root useradd --system --no-create-home --shell /usr/sbin/nologin postgres
 fi
 
+# --- warrant-identity: a real OIDC issuer for its tests -------------------
+# crates/identity's tests run npm `oauth2-mock-server` on 127.0.0.1 through
+# Node.js. The test harness installs the package itself (into
+# $WARRANT_NPM_CACHE, default ~/.cache/warrant-npm) and fails when it cannot;
+# here we only make sure Node.js and npm exist.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  say "installing Node.js and npm"
+  apt_install nodejs npm
+fi
+say "Node.js for tests: $(node --version)"
+# ---------------------------------------------------------------------------
+
 say "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -60,6 +60,11 @@ pub enum JwsError {
 pub enum JwsAlg {
     EdDSA,
     ES256,
+    /// RSASSA-PKCS1-v1_5 with SHA-256, 2048 to 8192-bit keys. Only for
+    /// outside issuers' tokens (GitHub Actions, many IdPs sign RS256):
+    /// Warrant never signs with it, and the run-token and DPoP allowlists
+    /// never name it.
+    RS256,
 }
 
 impl JwsAlg {
@@ -67,15 +72,17 @@ impl JwsAlg {
         match self {
             Self::EdDSA => "EdDSA",
             Self::ES256 => "ES256",
+            Self::RS256 => "RS256",
         }
     }
 
     /// Parses an `alg` header value. Everything outside the supported set
-    /// (including `none`, `HS256` and the RSA algorithms) is refused.
+    /// (including `none`, `HS256`, `PS256` and `RS384`) is refused.
     pub fn parse(s: &str) -> Result<Self, JwsError> {
         match s {
             "EdDSA" => Ok(Self::EdDSA),
             "ES256" => Ok(Self::ES256),
+            "RS256" => Ok(Self::RS256),
             other => Err(JwsError::AlgorithmNotAllowed(
                 other.chars().take(32).collect(),
             )),
@@ -86,6 +93,7 @@ impl JwsAlg {
         match self {
             Self::EdDSA => Algorithm::EdDSA,
             Self::ES256 => Algorithm::ES256,
+            Self::RS256 => Algorithm::RS256,
         }
     }
 }
@@ -118,6 +126,9 @@ pub enum PublicJwk {
     Ed25519([u8; 32]),
     /// `{"kty":"EC","crv":"P-256","x":...,"y":...}`
     P256 { x: [u8; 32], y: [u8; 32] },
+    /// `{"kty":"RSA","n":...,"e":...}`, 2048 to 8192 bits; only ever used
+    /// with [`JwsAlg::RS256`] (outside issuers' keys).
+    Rsa { n: Vec<u8>, e: Vec<u8> },
 }
 
 /// JWK members that only private (or symmetric) keys carry (RFC 7518 §6).
@@ -138,6 +149,9 @@ impl PublicJwk {
                 .and_then(Value::as_str)
                 .ok_or(JwsError::InvalidJwk("a required member is missing"))
         };
+        if member("kty")? == "RSA" {
+            return rsa_from_members(member("n")?, member("e")?);
+        }
         match (member("kty")?, member("crv")?) {
             ("OKP", "Ed25519") => Ok(Self::Ed25519(decode_32(member("x")?)?)),
             ("EC", "P-256") => Ok(Self::P256 {
@@ -163,6 +177,11 @@ impl PublicJwk {
                 m.insert("x".into(), URL_SAFE_NO_PAD.encode(x).into());
                 m.insert("y".into(), URL_SAFE_NO_PAD.encode(y).into());
             }
+            Self::Rsa { n, e } => {
+                m.insert("e".into(), URL_SAFE_NO_PAD.encode(e).into());
+                m.insert("kty".into(), "RSA".into());
+                m.insert("n".into(), URL_SAFE_NO_PAD.encode(n).into());
+            }
         }
         Value::Object(m)
     }
@@ -182,6 +201,14 @@ impl PublicJwk {
                 );
                 URL_SAFE_NO_PAD.encode(sha256(canonical.as_bytes()))
             }
+            Self::Rsa { n, e } => {
+                let canonical = format!(
+                    r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+                    URL_SAFE_NO_PAD.encode(e),
+                    URL_SAFE_NO_PAD.encode(n)
+                );
+                URL_SAFE_NO_PAD.encode(sha256(canonical.as_bytes()))
+            }
         }
     }
 
@@ -190,6 +217,7 @@ impl PublicJwk {
         match self {
             Self::Ed25519(_) => JwsAlg::EdDSA,
             Self::P256 { .. } => JwsAlg::ES256,
+            Self::Rsa { .. } => JwsAlg::RS256,
         }
     }
 
@@ -203,8 +231,33 @@ impl PublicJwk {
                 point.extend_from_slice(y);
                 DecodingKey::from_ec_der(&point)
             }
+            Self::Rsa { n, e } => DecodingKey::from_rsa_raw_components(n, e),
         }
     }
+}
+
+/// RSA public key members (RFC 7518 §6.3.1): big-endian, no leading zero
+/// bytes; the modulus 2048 to 8192 bits, the exponent odd and at most
+/// 64 bits.
+fn rsa_from_members(n: &str, e: &str) -> Result<PublicJwk, JwsError> {
+    let decode = |s: &str| {
+        URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| JwsError::InvalidJwk("an RSA member is not base64url"))
+    };
+    let (n, e) = (decode(n)?, decode(e)?);
+    let canonical = |v: &[u8]| v.first().is_some_and(|b| *b != 0);
+    if !canonical(&n) || !(256..=1024).contains(&n.len()) {
+        return Err(JwsError::InvalidJwk(
+            "an RSA modulus is 2048 to 8192 bits without leading zeros",
+        ));
+    }
+    if !canonical(&e) || e.len() > 8 || e.last().is_some_and(|b| b % 2 == 0) {
+        return Err(JwsError::InvalidJwk(
+            "an RSA exponent is odd and at most 64 bits",
+        ));
+    }
+    Ok(PublicJwk::Rsa { n, e })
 }
 
 fn decode_32(s: &str) -> Result<[u8; 32], JwsError> {
@@ -429,6 +482,7 @@ pub fn verify(token: &str, key: &PublicJwk, allowed: &[JwsAlg]) -> Result<Verifi
             ErrorKind::InvalidSignature
             | ErrorKind::InvalidEcdsaKey
             | ErrorKind::InvalidEddsaKey
+            | ErrorKind::InvalidRsaKey(_)
             | ErrorKind::Provider(_) => JwsError::BadSignature,
             ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
                 JwsError::AlgorithmNotAllowed(header.alg.as_str().into())
@@ -514,6 +568,8 @@ impl ProofKey {
                     },
                 })
             }
+            // Proof keys are small and fast; RSA is only for outside issuers.
+            JwsAlg::RS256 => Err(JwsError::AlgorithmNotAllowed("RS256".into())),
         }
     }
 

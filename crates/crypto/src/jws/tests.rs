@@ -296,3 +296,32 @@ fn garbage_is_an_error_not_a_panic() {
     let token = k.sign_with_header(&Map::new(), &json!([1, 2])).unwrap();
     assert!(verify(&token, k.public_jwk(), &[JwsAlg::EdDSA]).is_err());
 }
+
+/// RFC 7638 §3.1's example RSA key and its published thumbprint. RSA keys
+/// exist only for outside issuers (RS256); Warrant never signs with one.
+#[test]
+fn rfc7638_rsa_example_key_has_the_published_thumbprint() {
+    let jwk = json!({
+        "kty": "RSA",
+        "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
+        "e": "AQAB",
+        "alg": "RS256",
+        "kid": "2011-04-29"
+    });
+    let key = PublicJwk::from_json(&jwk).unwrap();
+    assert_eq!(key.alg(), JwsAlg::RS256);
+    assert_eq!(
+        key.thumbprint(),
+        "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+    );
+    assert_eq!(PublicJwk::from_json(&key.to_json()).unwrap(), key);
+    // Short moduli and even exponents are refused.
+    let mut short = jwk.clone();
+    short["n"] = json!(URL_SAFE_NO_PAD.encode([0xC3u8; 128]));
+    assert!(PublicJwk::from_json(&short).is_err());
+    let mut even = jwk;
+    even["e"] = json!("AQAA");
+    assert!(PublicJwk::from_json(&even).is_err());
+    // Proof keys are never RSA.
+    assert!(ProofKey::generate(JwsAlg::RS256).is_err());
+}
