@@ -183,6 +183,29 @@ pub fn hash_api_token(token: &str) -> Sha256Digest {
     h.finish()
 }
 
+/// The prefix of one-time task claims, so secret scanners can find them.
+pub const CLAIM_PREFIX: &str = "wcl_";
+
+/// Generates a 256-bit one-time task claim and the hash the store keeps.
+pub fn generate_claim() -> Result<NewApiToken, CryptoError> {
+    let raw = Zeroizing::new(random_bytes::<32>()?);
+    let claim = format!("{CLAIM_PREFIX}{}", URL_SAFE_NO_PAD.encode(raw.as_slice()));
+    let hash = hash_claim(&claim);
+    Ok(NewApiToken {
+        token: SecretString::from(claim),
+        hash,
+    })
+}
+
+/// The stored form of a task claim: domain-separated from API tokens, so
+/// a claim's hash can never match a user's token hash.
+pub fn hash_claim(claim: &str) -> Sha256Digest {
+    let mut h = Sha256Hasher::new();
+    h.update(b"warrant-task-claim/v1\0")
+        .update(claim.as_bytes());
+    h.finish()
+}
+
 /// Hashes a token given as a secret.
 pub fn hash_secret_token(token: &SecretString) -> Sha256Digest {
     hash_api_token(token.expose_secret())
@@ -225,6 +248,14 @@ mod tests {
         assert_eq!(hash_secret_token(&t.token), t.hash);
         let u = generate_api_token().unwrap();
         assert_ne!(t.hash, u.hash);
+    }
+
+    #[test]
+    fn claims_are_prefixed_and_hash_apart_from_api_tokens() {
+        let c = generate_claim().unwrap();
+        assert!(c.token.expose_secret().starts_with(CLAIM_PREFIX));
+        assert_eq!(hash_claim(c.token.expose_secret()), c.hash);
+        assert_ne!(hash_api_token(c.token.expose_secret()), c.hash);
     }
 
     #[test]

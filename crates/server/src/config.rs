@@ -42,6 +42,10 @@ pub enum ConfigError {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub trust_domain: String,
+    /// The URL clients reach this server at: the run tokens' `iss` and
+    /// `aud`, and what DPoP proofs' `htu` are compared with. `None` means
+    /// `http://<the bound listen address>`.
+    pub public_url: Option<String>,
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub store_url: String,
@@ -70,6 +74,7 @@ pub struct ConfigAgent {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     trust_domain: Option<String>,
+    public_url: Option<String>,
     listen: Option<String>,
     data_dir: Option<PathBuf>,
     store: Option<String>,
@@ -150,6 +155,7 @@ impl Config {
                 shown(&trust_domain)
             ));
         }
+        let public_url = raw.public_url.map(|u| check_public_url(&u)).transpose()?;
         let listen = match opts.listen {
             Some(addr) => addr,
             None => {
@@ -259,6 +265,7 @@ impl Config {
 
         Ok(Config {
             trust_domain,
+            public_url,
             listen,
             data_dir,
             store_url,
@@ -292,6 +299,32 @@ fn positive(key: &str, raw: Option<&str>) -> Result<Option<Duration>, String> {
         Ok(std) if !std.is_zero() => Ok(Some(std)),
         _ => Err(format!("`{key}` is `{d:#}`: it must be greater than zero")),
     }
+}
+
+/// `http(s)://host[:port][/path]`, no query, fragment or user info; a
+/// trailing slash is dropped.
+fn check_public_url(url: &str) -> Result<String, String> {
+    let bad = || {
+        format!(
+            "`public_url` is `{}`: expected an absolute http or https URL such as \
+             `https://warrant.example.com`, without query, fragment or user info",
+            shown(url)
+        )
+    };
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(bad)?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty()
+        || authority.contains('@')
+        || url.contains(['?', '#'])
+        || !url.bytes().all(|b| b.is_ascii_graphic())
+        || warrant_token::dpop::Htu::parse(url).is_err()
+    {
+        return Err(bad());
+    }
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 fn valid_trust_domain(s: &str) -> bool {

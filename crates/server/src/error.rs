@@ -12,6 +12,7 @@ use serde::Serialize;
 use thiserror::Error;
 use warrant_core::{CoreError, Name, TaskId};
 use warrant_store::StoreError;
+use warrant_token::OAuthError;
 
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -83,6 +84,15 @@ pub enum ApiError {
     NotFound,
     #[error("this endpoint does not support the request's method")]
     MethodNotAllowed,
+    /// A refusal at the token endpoint, answered in RFC 6749 §5.2 form:
+    /// `{"error","error_description"}`. The description never holds a
+    /// secret (claims, tokens and proofs are never echoed).
+    #[error("{1}")]
+    OAuth(OAuthError, String),
+    /// A run token (or its DPoP proof) refused at a protected endpoint:
+    /// RFC 6750 §3 / RFC 9449 §7.1, with a `WWW-Authenticate: DPoP` challenge.
+    #[error("{1}")]
+    RunToken(OAuthError, String),
     /// A bug. The message goes to the log, never to the client.
     #[error("{0}")]
     Internal(String),
@@ -177,6 +187,8 @@ impl ApiError {
                 | StoreError::Config(_),
             )
             | ApiError::Internal(_) => kind(S::INTERNAL_SERVER_ERROR, "internal", "internal error"),
+            ApiError::OAuth(code, _) => oauth_kind(*code, false),
+            ApiError::RunToken(code, _) => oauth_kind(*code, true),
             ApiError::NotFound => kind(S::NOT_FOUND, "not_found", "not found"),
             ApiError::MethodNotAllowed => kind(
                 S::METHOD_NOT_ALLOWED,
@@ -211,6 +223,32 @@ impl ApiError {
     }
 }
 
+/// Status of an OAuth error: at the token endpoint (RFC 6749 §5.2) every
+/// client error is 400 but `invalid_token`; at a protected endpoint
+/// (RFC 6750 §3.1, RFC 9449 §7.1) a bad token or proof is 401.
+fn oauth_kind(code: OAuthError, at_resource: bool) -> Kind {
+    use StatusCode as S;
+    let status = match code {
+        OAuthError::ServerError => S::INTERNAL_SERVER_ERROR,
+        OAuthError::TemporarilyUnavailable => S::SERVICE_UNAVAILABLE,
+        OAuthError::InvalidToken => S::UNAUTHORIZED,
+        OAuthError::InvalidDpopProof if at_resource => S::UNAUTHORIZED,
+        OAuthError::InvalidRequest
+        | OAuthError::InvalidGrant
+        | OAuthError::UnsupportedGrantType
+        | OAuthError::InvalidScope
+        | OAuthError::InvalidDpopProof => S::BAD_REQUEST,
+    };
+    kind(status, code.as_str(), code.as_str())
+}
+
+/// The RFC 6749 §5.2 error body.
+#[derive(Debug, Serialize)]
+struct OAuthBody<'a> {
+    error: &'static str,
+    error_description: &'a str,
+}
+
 /// The RFC 9457 body.
 #[derive(Debug, Serialize)]
 struct Problem {
@@ -234,7 +272,38 @@ impl IntoResponse for ApiError {
             ApiError::Timeout(after) => tracing::warn!(?after, "request timed out"),
             ApiError::Store(e) => tracing::error!(error = %e, "unexpected store error"),
             ApiError::Internal(why) => tracing::error!(error = %why, "internal error"),
+            ApiError::OAuth(OAuthError::ServerError, why)
+            | ApiError::RunToken(OAuthError::ServerError, why) => {
+                tracing::error!(error = %why, "token service error");
+            }
             _ => tracing::debug!(code = kind.code, detail = %self, "request refused"),
+        }
+        if let ApiError::OAuth(_, description) | ApiError::RunToken(_, description) = &self {
+            let shown = match kind.status {
+                StatusCode::INTERNAL_SERVER_ERROR => {
+                    "an internal error occurred: nothing was issued"
+                }
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    "the store cannot be reached: nothing was issued; retry later"
+                }
+                _ => description.as_str(),
+            };
+            let body = OAuthBody {
+                error: kind.code,
+                error_description: shown,
+            };
+            let mut response = (kind.status, Json(body)).into_response();
+            let headers = response.headers_mut();
+            // RFC 6749 §5.1: token responses, errors included, are never cached.
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            if kind.status == StatusCode::UNAUTHORIZED {
+                let challenge = format!("DPoP error=\"{}\", algs=\"ES256 EdDSA\"", kind.code);
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
+            }
+            return response;
         }
         let body = Problem {
             r#type: format!("{TYPE_BASE}{}", kind.code),

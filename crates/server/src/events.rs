@@ -11,6 +11,8 @@ pub const ACTOR_BOOTSTRAP: &str = "system:bootstrap";
 pub const ACTOR_CONFIG: &str = "system:config";
 pub const ACTOR_REAPER: &str = "system:reaper";
 pub const ACTOR_SERVER: &str = "system:server";
+/// A caller whose credentials were refused: nothing about it is trusted.
+pub const ACTOR_ANONYMOUS: &str = "anonymous";
 
 fn event(
     time: Timestamp,
@@ -174,5 +176,112 @@ pub fn server_stopped(time: Timestamp) -> NewEvent {
             "server".to_owned(),
             None,
         )
+    }
+}
+
+/// A claim was redeemed: `run` started on `task`. Actor and subject are
+/// the run's SPIFFE id; the data never holds the claim or the token.
+pub fn run_started(
+    run: &warrant_store::Run,
+    sub: &str,
+    grant_type: &str,
+    token_jti: &str,
+    token_exp: i64,
+    time: Timestamp,
+) -> NewEvent {
+    NewEvent {
+        time,
+        kind: "run.started".to_owned(),
+        actor: sub.to_owned(),
+        subject: format!("run:{}", run.id),
+        task_id: Some(run.task_id.to_string()),
+        data: json!({
+            "run_id": run.id.to_string(),
+            "agent": run.agent,
+            "jkt": run.jkt,
+            "grant_type": grant_type,
+            "parent_run_id": run.parent_run_id.map(|p| p.to_string()),
+            "depth": run.depth,
+            "expires_at": run.expires_at,
+            "token_jti": token_jti,
+            "token_exp": token_exp,
+        }),
+    }
+}
+
+/// Who a refusal is about, as far as the refused request let us know.
+#[derive(Debug, Clone, Default)]
+pub struct RefusalContext {
+    pub task_id: Option<String>,
+    pub run_id: Option<String>,
+    /// Thumbprint of the DPoP key, once its proof verified.
+    pub jkt: Option<String>,
+}
+
+/// `POST /v1/token` refused a grant. `check` names the failed check
+/// (e.g. `claim_used`, `dpop_replayed`); never the claim or the proof.
+pub fn token_refused(
+    grant_type: Option<&str>,
+    check: &str,
+    error: &str,
+    context: &RefusalContext,
+    time: Timestamp,
+) -> NewEvent {
+    refused(
+        "token.refused",
+        json!({
+            "grant_type": grant_type.map(|g| g.chars().take(100).collect::<String>()),
+            "check": check,
+            "error": error,
+            "run_id": context.run_id,
+            "jkt": context.jkt,
+        }),
+        context,
+        time,
+    )
+}
+
+/// A run token (with its proof) was refused at `path`.
+pub fn run_token_refused(
+    method: &str,
+    path: &str,
+    check: &str,
+    error: &str,
+    context: &RefusalContext,
+    time: Timestamp,
+) -> NewEvent {
+    refused(
+        "run_token.refused",
+        json!({
+            "method": method,
+            "path": path.chars().take(200).collect::<String>(),
+            "check": check,
+            "error": error,
+            "run_id": context.run_id,
+            "jkt": context.jkt,
+        }),
+        context,
+        time,
+    )
+}
+
+fn refused(
+    kind: &str,
+    data: serde_json::Value,
+    context: &RefusalContext,
+    time: Timestamp,
+) -> NewEvent {
+    let subject = match (&context.run_id, &context.task_id) {
+        (Some(run), _) => format!("run:{run}"),
+        (None, Some(task)) => format!("task:{task}"),
+        (None, None) => "token".to_owned(),
+    };
+    NewEvent {
+        time,
+        kind: kind.to_owned(),
+        actor: ACTOR_ANONYMOUS.to_owned(),
+        subject,
+        task_id: context.task_id.clone(),
+        data,
     }
 }

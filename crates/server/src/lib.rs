@@ -27,13 +27,16 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod issuer;
 pub mod routes;
+pub mod run_auth;
 pub mod state;
 pub mod workers;
 
 pub use bootstrap::BootstrapError;
 pub use config::{Config, ConfigError};
 pub use error::ApiError;
+pub use issuer::Issuer;
 pub use routes::router;
 pub use state::AppState;
 pub use workers::{WorkerSettings, Workers};
@@ -60,6 +63,8 @@ pub struct Ready {
     pub data_dir: PathBuf,
     /// `sqlite` or `postgres`.
     pub store: &'static str,
+    /// The issuer URL (`public_url`, or `http://<addr>` by default).
+    pub public_url: String,
     /// The admin token file, only when it was created by this start.
     pub admin_token_file: Option<PathBuf>,
 }
@@ -151,7 +156,14 @@ async fn run(
             source,
         })?;
 
-    let mut state = AppState::new(store.clone(), clock.clone(), config.ttl);
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let trust_domain = warrant_token::TrustDomain::parse(&config.trust_domain)
+        .map_err(|e| ServerError::Config(ConfigError::Options(format!("`trust_domain`: {e}"))))?;
+    let issuer = Arc::new(Issuer::new(boot.key.clone(), &public_url, trust_domain));
+    let mut state = AppState::new(store.clone(), clock.clone(), config.ttl, issuer);
     state.request_timeout = config.request_timeout;
     let workers = Workers::spawn(
         state.clone(),
@@ -166,6 +178,7 @@ async fn run(
         addr,
         data_dir: config.data_dir.clone(),
         store: store.backend(),
+        public_url: state.issuer.issuer().to_owned(),
         admin_token_file: boot.admin_token_file.clone(),
     });
     tracing::info!(%addr, store = store.backend(), "warrant is serving");

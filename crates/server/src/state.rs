@@ -7,6 +7,8 @@ use jiff::Timestamp;
 use warrant_core::{Clock, TtlBounds};
 use warrant_store::Store;
 
+use crate::issuer::Issuer;
+
 /// How long one request may take, unless the config says otherwise.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -22,15 +24,23 @@ pub struct AppState {
     /// A request still running after this long is abandoned with
     /// `503 timeout` (reading a slow body included).
     pub request_timeout: Duration,
+    /// Signing key, issuer URL, DPoP policy and replay cache.
+    pub issuer: Arc<Issuer>,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, ttl: TtlBounds) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        ttl: TtlBounds,
+        issuer: Arc<Issuer>,
+    ) -> Self {
         Self {
             store,
             clock,
             ttl,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            issuer,
         }
     }
 

@@ -15,7 +15,7 @@ use sqlx::error::ErrorKind;
 use warrant_audit::{Checkpoint, Hash, RawEvent};
 use warrant_core::{Agent, Name, Scope, Task, TaskId, User};
 
-use crate::{PublicKeyRecord, StoreError};
+use crate::{PublicKeyRecord, Run, RunState, StoreError, TaskClaim};
 
 /// Default and maximum page size of [`crate::Store::list_tasks`].
 pub(crate) const MAX_TASKS: u32 = 1000;
@@ -341,6 +341,115 @@ impl PublicKeyRow {
             created_at: from_us("public key created_at", self.created_at)?,
         })
     }
+}
+
+/// A claim row; PostgreSQL selects its task uuid as text.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ClaimRow {
+    claim_hash: Vec<u8>,
+    task_id: String,
+    created_at: i64,
+    expires_at: i64,
+    used_at: Option<i64>,
+}
+
+impl ClaimRow {
+    pub(crate) fn decode(self) -> Result<TaskClaim, StoreError> {
+        Ok(TaskClaim {
+            hash: hash32("claim hash", &self.claim_hash)?,
+            task_id: parse("claim task id", &self.task_id)?,
+            created_at: from_us("claim created_at", self.created_at)?,
+            expires_at: from_us("claim expires_at", self.expires_at)?,
+            used_at: self
+                .used_at
+                .map(|t| from_us("claim used_at", t))
+                .transpose()?,
+        })
+    }
+}
+
+/// A run row; PostgreSQL selects its uuids as text and `depth` as bigint.
+#[derive(sqlx::FromRow)]
+pub(crate) struct RunRow {
+    id: String,
+    task_id: String,
+    agent: String,
+    jkt: String,
+    parent_run_id: Option<String>,
+    depth: i64,
+    state: String,
+    created_at: i64,
+    expires_at: i64,
+}
+
+impl RunRow {
+    pub(crate) fn decode(self) -> Result<Run, StoreError> {
+        let uuid = |what: &str, s: &str| {
+            uuid::Uuid::try_parse(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+        };
+        Ok(Run {
+            id: uuid("run id", &self.id)?,
+            task_id: parse("run task id", &self.task_id)?,
+            agent: name("run agent", self.agent)?,
+            jkt: self.jkt,
+            parent_run_id: self
+                .parent_run_id
+                .map(|p| uuid("run parent id", &p))
+                .transpose()?,
+            depth: u32::try_from(self.depth)
+                .map_err(|_| StoreError::Corrupt(format!("run depth `{}`", self.depth)))?,
+            state: match self.state.as_str() {
+                "live" => RunState::Live,
+                "revoked" => RunState::Revoked,
+                other => {
+                    return Err(StoreError::Corrupt(format!("run state `{}`", shown(other))));
+                }
+            },
+            created_at: from_us("run created_at", self.created_at)?,
+            expires_at: from_us("run expires_at", self.expires_at)?,
+        })
+    }
+}
+
+/// Why a claim cannot be redeemed at `now` for `task_id`, if it cannot.
+/// Checked inside the redeeming transaction (after its row is locked), so
+/// the answer is the one that holds at commit.
+pub(crate) fn claim_refusal(
+    claim: &TaskClaim,
+    task_id: TaskId,
+    now: Timestamp,
+) -> Option<StoreError> {
+    if claim.used_at.is_some() {
+        return Some(StoreError::InvalidState(
+            "the claim was already used".into(),
+        ));
+    }
+    if claim.expires_at <= now {
+        return Some(StoreError::InvalidState("the claim has expired".into()));
+    }
+    if claim.task_id != task_id {
+        return Some(StoreError::InvalidState(
+            "the claim belongs to another task".into(),
+        ));
+    }
+    None
+}
+
+/// Why a task cannot start a run at `now`, if it cannot.
+pub(crate) fn task_refusal(task: &Task, now: Timestamp) -> Option<StoreError> {
+    if !task.is_live() {
+        return Some(StoreError::InvalidState(format!(
+            "task `{}` has ended",
+            task.id
+        )));
+    }
+    if task.expires_at <= now {
+        return Some(StoreError::InvalidState(format!(
+            "task `{}` has expired",
+            task.id
+        )));
+    }
+    None
 }
 
 /// A stored value shown in a message: at most 64 characters.

@@ -111,6 +111,60 @@ pub struct PublicKeyRecord {
     pub created_at: Timestamp,
 }
 
+/// A one-time task claim as stored: its hash, never the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskClaim {
+    /// SHA-256 of the claim secret (see `warrant_crypto::hash_claim`).
+    pub hash: Hash,
+    pub task_id: TaskId,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// When it was redeemed; `None` while unused.
+    pub used_at: Option<Timestamp>,
+}
+
+/// Whether a run's tokens may still be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    Live,
+    Revoked,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
+/// One agent run: the subject of run tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    /// A UUIDv7.
+    pub id: uuid::Uuid,
+    pub task_id: TaskId,
+    pub agent: Name,
+    /// RFC 7638 thumbprint of the run's DPoP key: its tokens' `cnf.jkt`.
+    pub jkt: String,
+    /// The run that delegated to this one (token exchange), if any.
+    pub parent_run_id: Option<uuid::Uuid>,
+    /// 0 for a run started from a claim or a workload token.
+    pub depth: u32,
+    pub state: RunState,
+    pub created_at: Timestamp,
+    /// No token of this run lives past this.
+    pub expires_at: Timestamp,
+}
+
+impl Run {
+    /// Live and not past its expiry at `now`.
+    pub fn is_live_at(&self, now: Timestamp) -> bool {
+        self.state == RunState::Live && now < self.expires_at
+    }
+}
+
 /// The store. Object-safe so the server can hold an `Arc<dyn Store>`.
 ///
 /// Every method that changes state takes the [`NewEvent`] describing the
@@ -156,10 +210,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// `Conflict` if the id exists. The agent and delegator must exist
     /// (`NotFound` otherwise).
     async fn create_task(&self, task: &Task, event: NewEvent) -> Result<Event, StoreError>;
+    /// [`Store::create_task`] together with the task's one-time claim, in
+    /// one transaction. `claim.task_id` must be `task.id`.
+    async fn create_task_with_claim(
+        &self,
+        task: &Task,
+        claim: &TaskClaim,
+        event: NewEvent,
+    ) -> Result<Event, StoreError>;
     async fn get_task(&self, id: TaskId) -> Result<Option<Task>, StoreError>;
     async fn list_tasks(&self, filter: &TaskFilter) -> Result<Vec<Task>, StoreError>;
-    /// Ends a live task. `NotFound` if absent, `InvalidState` if already
-    /// ended. Returns the ended task.
+    /// Ends a live task and revokes its live runs, in one transaction.
+    /// `NotFound` if absent, `InvalidState` if already ended. Returns the
+    /// ended task.
     async fn end_task(
         &self,
         id: TaskId,
@@ -179,6 +242,28 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// result may hold fewer than `limit` tasks while more are expired.
     /// The reaper ends each with [`Store::end_task`].
     async fn expired_tasks(&self, now: Timestamp, limit: u32) -> Result<Vec<Task>, StoreError>;
+
+    // --- claims and runs --------------------------------------------------
+
+    /// The claim with this hash, used or not.
+    async fn task_claim(&self, hash: &Hash) -> Result<Option<TaskClaim>, StoreError>;
+    /// Redeems a claim: marks it used, creates `run`, moves its task from
+    /// `pending` to `active`, and appends `event`, all in one transaction.
+    /// Single use under concurrency: of many concurrent redemptions of one
+    /// claim, exactly one succeeds. `NotFound` for an unknown claim;
+    /// `InvalidState` (writing nothing) for a used or expired claim, a claim
+    /// of another task than `run.task_id`, or a task that has ended or
+    /// expired at `now`. Returns the task as it now is.
+    async fn redeem_claim(
+        &self,
+        hash: &Hash,
+        run: &Run,
+        now: Timestamp,
+        event: NewEvent,
+    ) -> Result<(Task, Event), StoreError>;
+    async fn get_run(&self, id: uuid::Uuid) -> Result<Option<Run>, StoreError>;
+    /// The runs of a task, oldest first.
+    async fn task_runs(&self, task_id: TaskId) -> Result<Vec<Run>, StoreError>;
 
     // --- audit -----------------------------------------------------------
 

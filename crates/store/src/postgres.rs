@@ -22,11 +22,11 @@ use warrant_audit::{Checkpoint, Event, Hash, NewEvent, RawEvent};
 use warrant_core::{Agent, EndReason, Name, Task, TaskId, User};
 
 use crate::common::{
-    AgentRow, AuditRow, CheckpointRow, MAX_AUDIT, MAX_TASKS, PublicKeyRow, TaskRow, UserRow,
-    check_narrowing, decode_all, head_or_genesis, is_fk_violation, is_unique_violation,
-    migrate_error, page, sqlx_error, to_json, to_us, violates,
+    AgentRow, AuditRow, CheckpointRow, ClaimRow, MAX_AUDIT, MAX_TASKS, PublicKeyRow, RunRow,
+    TaskRow, UserRow, check_narrowing, claim_refusal, decode_all, head_or_genesis, is_fk_violation,
+    is_unique_violation, migrate_error, page, sqlx_error, task_refusal, to_json, to_us, violates,
 };
-use crate::{AuditFilter, PublicKeyRecord, Store, StoreError, TaskFilter};
+use crate::{AuditFilter, PublicKeyRecord, Run, Store, StoreError, TaskClaim, TaskFilter};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -38,6 +38,12 @@ const MAX_CONNECTIONS: u32 = 10;
 /// The uuid is selected as text so both backends share one row type.
 const TASK_COLUMNS: &str = "id::text AS id, agent, delegator, purpose, ticket, scope, state, \
                             end_reason, end_note, created_at, expires_at, ended_at";
+
+/// Uuids as text and `depth` as bigint, so both backends share the row types.
+const RUN_COLUMNS: &str = "id::text AS id, task_id::text AS task_id, agent, jkt, \
+                           parent_run_id::text AS parent_run_id, depth::bigint AS depth, state, \
+                           created_at, expires_at";
+const CLAIM_COLUMNS: &str = "claim_hash, task_id::text AS task_id, created_at, expires_at, used_at";
 
 /// The PostgreSQL store. Cheap to share behind an `Arc`.
 #[derive(Debug)]
@@ -276,6 +282,7 @@ async fn update_agent_tx(
 async fn create_task_tx(
     conn: &mut PgConnection,
     task: &Task,
+    claim: Option<&TaskClaim>,
     event: NewEvent,
 ) -> Result<Event, StoreError> {
     // Checked first so the error names what is missing; the foreign keys
@@ -329,6 +336,31 @@ async fn create_task_tx(
             sqlx_error(e)
         }
     })?;
+    if let Some(claim) = claim {
+        if claim.task_id != task.id {
+            return Err(StoreError::InvalidState(
+                "the claim belongs to another task".into(),
+            ));
+        }
+        sqlx::query(
+            "INSERT INTO task_claims (claim_hash, task_id, created_at, expires_at, used_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(claim.hash.as_slice())
+        .bind(task.id.0)
+        .bind(to_us(claim.created_at))
+        .bind(to_us(claim.expires_at))
+        .bind(claim.used_at.map(to_us))
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict("a claim with this hash".into())
+            } else {
+                sqlx_error(e)
+            }
+        })?;
+    }
     append_one(conn, event).await
 }
 
@@ -361,6 +393,13 @@ async fn end_task_tx(
     .execute(&mut *conn)
     .await
     .map_err(sqlx_error)?;
+    // INVARIANT: a run never outlives its task's end: its tokens are
+    // refused from this commit on.
+    sqlx::query("UPDATE runs SET state = 'revoked' WHERE task_id = $1 AND state = 'live'")
+        .bind(id.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(sqlx_error)?;
     let event = append_one(conn, event).await?;
     let task = task_in(conn, id, false)
         .await?
@@ -385,6 +424,100 @@ async fn narrow_task_tx(
         .await
         .map_err(sqlx_error)?;
     append_one(conn, event).await
+}
+
+/// The claim with this hash; with `lock`, also locks its row until the
+/// transaction ends.
+async fn claim_in(
+    conn: &mut PgConnection,
+    hash: &Hash,
+    lock: bool,
+) -> Result<Option<TaskClaim>, StoreError> {
+    let sql = format!(
+        "SELECT {CLAIM_COLUMNS} FROM task_claims WHERE claim_hash = $1{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    sqlx::query_as::<_, ClaimRow>(sqlx::AssertSqlSafe(sql))
+        .bind(hash.as_slice())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(sqlx_error)?
+        .map(ClaimRow::decode)
+        .transpose()
+}
+
+/// INVARIANT: the claim row is locked first (a concurrent redeemer waits
+/// here and then sees `used_at` set), then the task row, then the audit
+/// head, the same order every other writer takes them in.
+async fn redeem_claim_tx(
+    conn: &mut PgConnection,
+    hash: &Hash,
+    run: &Run,
+    now: Timestamp,
+    event: NewEvent,
+) -> Result<(Task, Event), StoreError> {
+    let Some(claim) = claim_in(conn, hash, true).await? else {
+        return Err(StoreError::NotFound("claim".into()));
+    };
+    if let Some(refusal) = claim_refusal(&claim, run.task_id, now) {
+        return Err(refusal);
+    }
+    let Some(task) = task_in(conn, run.task_id, true).await? else {
+        return Err(StoreError::NotFound(format!("task `{}`", run.task_id)));
+    };
+    if let Some(refusal) = task_refusal(&task, now) {
+        return Err(refusal);
+    }
+    // Single use even without the lock above: only an unused claim moves.
+    let used = sqlx::query(
+        "UPDATE task_claims SET used_at = $2 \
+         WHERE claim_hash = $1 AND used_at IS NULL AND expires_at > $2",
+    )
+    .bind(hash.as_slice())
+    .bind(to_us(now))
+    .execute(&mut *conn)
+    .await
+    .map_err(sqlx_error)?
+    .rows_affected();
+    if used != 1 {
+        return Err(StoreError::InvalidState(
+            "the claim was already used".into(),
+        ));
+    }
+    sqlx::query("UPDATE tasks SET state = 'active' WHERE id = $1 AND state = 'pending'")
+        .bind(run.task_id.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(sqlx_error)?;
+    sqlx::query(
+        "INSERT INTO runs (id, task_id, agent, jkt, parent_run_id, depth, state, created_at, \
+         expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(run.id)
+    .bind(run.task_id.0)
+    .bind(run.agent.as_str())
+    .bind(run.jkt.as_str())
+    .bind(run.parent_run_id)
+    .bind(i64::from(run.depth))
+    .bind(run.state.as_str())
+    .bind(to_us(run.created_at))
+    .bind(to_us(run.expires_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict(format!("run `{}`", run.id))
+        } else if is_fk_violation(&e) {
+            StoreError::NotFound(format!("agent `{}` or parent run", run.agent))
+        } else {
+            sqlx_error(e)
+        }
+    })?;
+    let event = append_one(conn, event).await?;
+    let task = task_in(conn, run.task_id, false)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("task `{}` vanished", run.task_id)))?;
+    Ok((task, event))
 }
 
 /// Inserts the key and its event, or nothing when the kid is known.
@@ -557,8 +690,58 @@ impl Store for PgStore {
 
     async fn create_task(&self, task: &Task, event: NewEvent) -> Result<Event, StoreError> {
         let mut tx = self.begin().await?;
-        let result = create_task_tx(&mut tx, task, event).await;
+        let result = create_task_tx(&mut tx, task, None, event).await;
         finish(tx, result).await
+    }
+
+    async fn create_task_with_claim(
+        &self,
+        task: &Task,
+        claim: &TaskClaim,
+        event: NewEvent,
+    ) -> Result<Event, StoreError> {
+        let mut tx = self.begin().await?;
+        let result = create_task_tx(&mut tx, task, Some(claim), event).await;
+        finish(tx, result).await
+    }
+
+    async fn task_claim(&self, hash: &Hash) -> Result<Option<TaskClaim>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(sqlx_error)?;
+        claim_in(&mut conn, hash, false).await
+    }
+
+    async fn redeem_claim(
+        &self,
+        hash: &Hash,
+        run: &Run,
+        now: Timestamp,
+        event: NewEvent,
+    ) -> Result<(Task, Event), StoreError> {
+        let mut tx = self.begin().await?;
+        let result = redeem_claim_tx(&mut tx, hash, run, now, event).await;
+        finish(tx, result).await
+    }
+
+    async fn get_run(&self, id: uuid::Uuid) -> Result<Option<Run>, StoreError> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
+        sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(sqlx_error)?
+            .map(RunRow::decode)
+            .transpose()
+    }
+
+    async fn task_runs(&self, task_id: TaskId) -> Result<Vec<Run>, StoreError> {
+        let sql =
+            format!("SELECT {RUN_COLUMNS} FROM runs WHERE task_id = $1 ORDER BY created_at, id");
+        let rows = sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql))
+            .bind(task_id.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sqlx_error)?;
+        decode_all(rows, RunRow::decode)
     }
 
     async fn get_task(&self, id: TaskId) -> Result<Option<Task>, StoreError> {

@@ -31,6 +31,7 @@ pub use spiffe::{RunId, RunSpiffeId, SpiffeId, SpiffeIdError, TrustDomain};
 pub enum OAuthError {
     InvalidRequest,
     InvalidGrant,
+    UnsupportedGrantType,
     InvalidScope,
     InvalidToken,
     InvalidDpopProof,
@@ -43,6 +44,7 @@ impl OAuthError {
         match self {
             Self::InvalidRequest => "invalid_request",
             Self::InvalidGrant => "invalid_grant",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::InvalidScope => "invalid_scope",
             Self::InvalidToken => "invalid_token",
             Self::InvalidDpopProof => "invalid_dpop_proof",

@@ -207,8 +207,22 @@ pub async fn run(ctx: &Context, cmd: TaskCommand) -> anyhow::Result<()> {
     if ctx.output == OutputFormat::Json {
         return output::json(&task);
     }
+    let claim = task.get("claim").and_then(Value::as_str).map(str::to_owned);
+    let claim_expires = task
+        .get("claim_expires_at")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     let task: Task = decode(&client, &task)?;
-    output::table(&task_details(&task, Timestamp::now()))
+    output::table(&task_details(&task, Timestamp::now()))?;
+    if let Some(claim) = claim {
+        // Shown once: the server keeps only its hash.
+        output::text_line(&format!(
+            "\nclaim (shown once, single use, expires {}): {claim}\n\
+             redeem it at POST /v1/token with grant type urn:warrant:grant-type:task-claim and a DPoP proof",
+            claim_expires.as_deref().unwrap_or("soon")
+        ))?;
+    }
+    Ok(())
 }
 
 fn state(t: &Task) -> String {

@@ -104,7 +104,7 @@ fn login_users_agents_and_the_task_lifecycle() {
     assert_eq!(timeless(&shown), timeless(&agent));
 
     // Tasks.
-    let task = server
+    let mut task = server
         .cmd()
         .args([
             "task",
@@ -122,6 +122,17 @@ fn login_users_agents_and_the_task_lifecycle() {
         .json();
     let id = task["id"].as_str().unwrap().to_owned();
     assert!(id.parse::<warrant_core::TaskId>().is_ok(), "{task}");
+    // `--output json` shows the one-time claim; `task show` never does.
+    let fields = task.as_object_mut().unwrap();
+    assert!(
+        fields
+            .remove("claim")
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .starts_with("wcl_")
+    );
+    assert!(fields.remove("claim_expires_at").unwrap().is_string());
     assert_eq!(task["state"], "pending");
     assert_eq!(task["delegator"], "admin");
     assert_eq!(task["ticket"], "ACME-12");

@@ -17,8 +17,11 @@ use crate::state::AppState;
 pub(crate) mod agents;
 mod audit;
 mod health;
+mod runs;
 pub(crate) mod tasks;
+pub(crate) mod token;
 mod users;
+mod wellknown;
 
 /// The largest request body accepted.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -39,6 +42,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tasks/{id}/end", post(tasks::end))
         .route("/v1/tasks/{id}/narrow", post(tasks::narrow))
         .route("/v1/audit", get(audit::list))
+        .route(wellknown::JWKS_PATH, get(wellknown::jwks))
+        .route(
+            "/.well-known/openid-configuration",
+            get(wellknown::openid_configuration),
+        )
+        .route(token::TOKEN_PATH, post(token::token))
+        .route("/v1/runs/me", get(runs::me))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

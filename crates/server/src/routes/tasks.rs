@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use warrant_core::{
     CoreError, EndReason, Name, Scope, Task, TaskId, TaskState, TtlBounds, validate_text,
 };
-use warrant_store::{StoreError, TaskFilter};
+use warrant_store::{StoreError, TaskClaim, TaskFilter};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -66,6 +66,33 @@ pub struct NarrowTask {
     ttl: Option<String>,
 }
 
+/// A one-time claim secret: serialized once, into the creation response;
+/// never in `Debug` or the log.
+pub struct ClaimSecret(secrecy::SecretString);
+
+impl std::fmt::Debug for ClaimSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClaimSecret(<redacted>)")
+    }
+}
+
+impl Serialize for ClaimSecret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use secrecy::ExposeSecret as _;
+        s.serialize_str(self.0.expose_secret())
+    }
+}
+
+/// `POST /v1/tasks`' answer: the task, and its one-time claim (shown once).
+#[derive(Debug, Serialize)]
+pub struct CreatedTask {
+    #[serde(flatten)]
+    task: Task,
+    /// Redeem at `POST /v1/token` (grant `urn:warrant:grant-type:task-claim`).
+    claim: ClaimSecret,
+    claim_expires_at: Timestamp,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Tasks {
     tasks: Vec<Task>,
@@ -75,7 +102,7 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(body): ApiJson<CreateTask>,
-) -> Result<(StatusCode, Json<Task>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedTask>), ApiError> {
     let agent = Name::parse("agent name", &body.agent).map_err(ApiError::InvalidName)?;
     let purpose = body.purpose.trim();
     if purpose.is_empty() || purpose.chars().count() > MAX_PURPOSE {
@@ -118,9 +145,23 @@ pub async fn create(
         expires_at: expiry(now, ttl, &state.ttl)?,
         ended_at: None,
     };
+    let secret = warrant_crypto::generate_claim()
+        .map_err(|e| ApiError::Internal(format!("cannot generate a claim: {e}")))?;
+    let claim_expires_at = now
+        .checked_add(state.issuer.claim_ttl)
+        .map(to_store_precision)
+        .unwrap_or(task.expires_at)
+        .min(task.expires_at);
+    let claim = TaskClaim {
+        hash: secret.hash,
+        task_id: task.id,
+        created_at: now,
+        expires_at: claim_expires_at,
+        used_at: None,
+    };
     match state
         .store
-        .create_task(&task, events::task_created(&task, &caller.actor()))
+        .create_task_with_claim(&task, &claim, events::task_created(&task, &caller.actor()))
         .await
     {
         Ok(_) => {}
@@ -129,7 +170,14 @@ pub async fn create(
         Err(e) => return Err(e.into()),
     }
     tracing::info!(task = %task.id, agent = %task.agent, delegator = %task.delegator, "task created");
-    Ok((StatusCode::CREATED, Json(task)))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedTask {
+            task,
+            claim: ClaimSecret(secret.token),
+            claim_expires_at,
+        }),
+    ))
 }
 
 pub async fn list(

@@ -134,7 +134,16 @@ async fn tasks_are_created_shown_and_listed() {
             }),
         )
         .await;
-    let t = r.assert_ok(201).clone();
+    let mut t = r.assert_ok(201).clone();
+    // The one-time claim is in the creation response only.
+    let claim = t.as_object_mut().unwrap().remove("claim").unwrap();
+    assert!(claim.as_str().unwrap().starts_with("wcl_"));
+    let claim_expires = t
+        .as_object_mut()
+        .unwrap()
+        .remove("claim_expires_at")
+        .unwrap();
+    assert!(ts(&claim_expires) <= ts(&t["expires_at"]));
     assert_eq!(t["agent"], "claude-code");
     assert_eq!(t["delegator"], "alice");
     assert_eq!(t["purpose"], "fix flaky test");

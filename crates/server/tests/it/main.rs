@@ -8,5 +8,6 @@ mod config;
 mod hardening;
 mod lifecycle;
 mod support;
+mod tokens;
 mod unavailable;
 mod workers;

@@ -376,9 +376,14 @@ impl TestApp {
         let boot = bootstrap::run(&*store, &*clock, dir.path(), &[])
             .await
             .unwrap();
-        let state = AppState::new(store.clone(), clock, TtlBounds::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let issuer = warrant_server::Issuer::new(
+            boot.key.clone(),
+            &format!("http://{addr}"),
+            warrant_token::TrustDomain::parse("warrant.local").unwrap(),
+        );
+        let state = AppState::new(store.clone(), clock, TtlBounds::default(), Arc::new(issuer));
         let (shutdown, stop) = oneshot::channel::<()>();
         let app = router(state.clone());
         let handle = tokio::spawn(async move {

@@ -8,7 +8,10 @@ use serde_json::json;
 use warrant_audit::{Checkpoint, Event, Hash, NewEvent, Report, Verifier};
 use warrant_core::{Agent, EndReason, Name, Scope, Task, TaskId, TaskState, Tier, User};
 use warrant_crypto::SigningKey;
-use warrant_store::{AuditFilter, GroupCommitter, PublicKeyRecord, Store, StoreError, TaskFilter};
+use warrant_store::{
+    AuditFilter, GroupCommitter, PublicKeyRecord, Run, RunState, Store, StoreError, TaskClaim,
+    TaskFilter,
+};
 
 use crate::Db;
 
@@ -1304,4 +1307,213 @@ pub async fn a_corrupt_task_row_does_not_hide_other_expired_tasks(db: &Db) {
         store.get_task(corrupt.id).await,
         Err(StoreError::Corrupt(_))
     ));
+}
+
+// --- claims and runs -----------------------------------------------------------
+
+fn claim_for(t: &Task, n: u8, ttl_mins: i64) -> TaskClaim {
+    TaskClaim {
+        hash: warrant_crypto::sha256(&[b'c', n]),
+        task_id: t.id,
+        created_at: t.created_at,
+        expires_at: t.created_at + mins(ttl_mins),
+        used_at: None,
+    }
+}
+
+fn run_for(t: &Task, jkt: &str, at: Timestamp) -> Run {
+    Run {
+        id: uuid::Uuid::now_v7(),
+        task_id: t.id,
+        agent: t.agent.clone(),
+        jkt: jkt.into(),
+        parent_run_id: None,
+        depth: 0,
+        state: RunState::Live,
+        created_at: at,
+        expires_at: at + mins(10),
+    }
+}
+
+fn run_event(r: &Run) -> NewEvent {
+    event("run.started", &format!("run:{}", r.id), Some(r.task_id))
+}
+
+/// A seeded store with one pending task and its claim (10 minutes).
+async fn task_with_claim(store: &Arc<dyn Store>, n: u8) -> (Task, TaskClaim) {
+    let t = task("claude", "bob", t0(), 60);
+    let c = claim_for(&t, n, 10);
+    store
+        .create_task_with_claim(&t, &c, task_event("task.created", &t))
+        .await
+        .unwrap();
+    (t, c)
+}
+
+pub async fn claims_redeem_once_and_start_a_run(store: Arc<dyn Store>) {
+    seed(&store).await;
+    let (t, c) = task_with_claim(&store, 1).await;
+    assert_eq!(store.task_claim(&c.hash).await.unwrap(), Some(c.clone()));
+    let now = t0() + mins(1);
+    let run = run_for(&t, "jkt-one", now);
+    let before = head_seq(&store).await;
+    let (task, ev) = store
+        .redeem_claim(&c.hash, &run, now, run_event(&run))
+        .await
+        .unwrap();
+    assert_eq!(ev.seq, before + 1);
+    assert_eq!(task.state, TaskState::Active);
+    assert_eq!(store.get_run(run.id).await.unwrap(), Some(run.clone()));
+    assert_eq!(store.task_runs(t.id).await.unwrap(), vec![run.clone()]);
+    let used = store.task_claim(&c.hash).await.unwrap().unwrap();
+    assert_eq!(used.used_at, Some(now));
+
+    // A second redemption is refused and writes nothing.
+    let again = run_for(&t, "jkt-two", now);
+    let err = store
+        .redeem_claim(&c.hash, &again, now, run_event(&again))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidState(_)), "{err:?}");
+    assert_eq!(head_seq(&store).await, before + 1);
+    assert_eq!(store.get_run(again.id).await.unwrap(), None);
+    verify(&store).await;
+}
+
+pub async fn concurrent_redemptions_of_one_claim_start_one_run(store: Arc<dyn Store>) {
+    seed(&store).await;
+    let (t, c) = task_with_claim(&store, 2).await;
+    let before = head_seq(&store).await;
+    let now = t0() + mins(1);
+    let attempts: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            let run = run_for(&t, &format!("jkt-{i}"), now);
+            let hash = c.hash;
+            tokio::spawn(async move {
+                store
+                    .redeem_claim(&hash, &run, now, run_event(&run))
+                    .await
+                    .map(|_| run.id)
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for a in attempts {
+        match a.await.unwrap() {
+            Ok(id) => won.push(id),
+            Err(StoreError::InvalidState(_)) => {}
+            Err(other) => panic!("unexpected error: {other:?}"),
+        }
+    }
+    assert_eq!(won.len(), 1, "exactly one redemption wins");
+    let runs = store.task_runs(t.id).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].id, won[0]);
+    assert_eq!(head_seq(&store).await, before + 1);
+    verify(&store).await;
+}
+
+pub async fn unusable_claims_are_refused_and_write_nothing(store: Arc<dyn Store>) {
+    seed(&store).await;
+    let (t, c) = task_with_claim(&store, 3).await;
+    let before = head_seq(&store).await;
+    let run = run_for(&t, "jkt", t0());
+
+    // Unknown claim.
+    let unknown = warrant_crypto::sha256(b"no such claim");
+    assert!(matches!(
+        store
+            .redeem_claim(&unknown, &run, t0(), run_event(&run))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Expired claim (its expiry is inclusive).
+    let late = t0() + mins(10);
+    assert!(matches!(
+        store
+            .redeem_claim(&c.hash, &run, late, run_event(&run))
+            .await,
+        Err(StoreError::InvalidState(_))
+    ));
+    // A claim presented for another task.
+    let (other, _) = task_with_claim(&store, 4).await;
+    let before_other = head_seq(&store).await;
+    let wrong = run_for(&other, "jkt", t0());
+    assert!(matches!(
+        store
+            .redeem_claim(&c.hash, &wrong, t0(), run_event(&wrong))
+            .await,
+        Err(StoreError::InvalidState(_))
+    ));
+    assert_eq!(head_seq(&store).await, before_other);
+    // An ended task's claim.
+    store
+        .end_task(
+            t.id,
+            EndReason::Completed,
+            None,
+            t0(),
+            task_event("task.ended", &t),
+        )
+        .await
+        .unwrap();
+    let after_end = head_seq(&store).await;
+    assert!(matches!(
+        store
+            .redeem_claim(&c.hash, &run, t0(), run_event(&run))
+            .await,
+        Err(StoreError::InvalidState(_))
+    ));
+    assert_eq!(head_seq(&store).await, after_end);
+    assert_eq!(after_end, before + 2, "only the second task and the end");
+    assert!(store.task_runs(t.id).await.unwrap().is_empty());
+    assert_eq!(
+        store.task_claim(&c.hash).await.unwrap().unwrap().used_at,
+        None
+    );
+    // A claim must belong to the task it is created with.
+    let t2 = task("claude", "bob", t0(), 60);
+    let foreign = claim_for(&t, 9, 10);
+    assert!(matches!(
+        store
+            .create_task_with_claim(&t2, &foreign, task_event("task.created", &t2))
+            .await,
+        Err(StoreError::InvalidState(_))
+    ));
+    assert_eq!(store.get_task(t2.id).await.unwrap(), None);
+    verify(&store).await;
+}
+
+pub async fn ending_a_task_revokes_its_runs(store: Arc<dyn Store>) {
+    seed(&store).await;
+    let (t, c) = task_with_claim(&store, 5).await;
+    let now = t0() + mins(1);
+    let run = run_for(&t, "jkt", now);
+    store
+        .redeem_claim(&c.hash, &run, now, run_event(&run))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .get_run(run.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_live_at(now)
+    );
+    store
+        .end_task(
+            t.id,
+            EndReason::Killed,
+            None,
+            now,
+            task_event("task.ended", &t),
+        )
+        .await
+        .unwrap();
+    let revoked = store.get_run(run.id).await.unwrap().unwrap();
+    assert_eq!(revoked.state, RunState::Revoked);
+    assert!(!revoked.is_live_at(now));
+    verify(&store).await;
 }

@@ -97,6 +97,10 @@ conformance! {
         group_committer_batches_into_one_chain,
         group_committer_fails_every_caller_when_the_store_is_closed,
         closed_store_is_unavailable,
+        claims_redeem_once_and_start_a_run,
+        concurrent_redemptions_of_one_claim_start_one_run,
+        unusable_claims_are_refused_and_write_nothing,
+        ending_a_task_revokes_its_runs,
     ],
     db: [
         two_stores_on_one_database_form_one_chain,
