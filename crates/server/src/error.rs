@@ -57,6 +57,10 @@ pub enum ApiError {
     UserNotFound(String),
     #[error("agent `{0}` does not exist")]
     AgentNotFound(String),
+    #[error("run `{0}` does not exist")]
+    RunNotFound(String),
+    #[error("run `{0}` has already been revoked")]
+    RunRevoked(String),
     #[error("task `{0}` has already ended: it can no longer be changed")]
     TaskEnded(TaskId),
     /// Past its `expires_at` but not yet ended by the reaper: as good as
@@ -159,6 +163,8 @@ impl ApiError {
             ApiError::TaskNotFound(_) => kind(S::NOT_FOUND, "task_not_found", "task not found"),
             ApiError::UserNotFound(_) => kind(S::NOT_FOUND, "user_not_found", "user not found"),
             ApiError::AgentNotFound(_) => kind(S::NOT_FOUND, "agent_not_found", "agent not found"),
+            ApiError::RunNotFound(_) => kind(S::NOT_FOUND, "run_not_found", "run not found"),
+            ApiError::RunRevoked(_) => kind(S::CONFLICT, "run_revoked", "run revoked"),
             ApiError::TaskEnded(_) | ApiError::TaskExpired(..) => {
                 kind(S::CONFLICT, "task_ended", "task ended")
             }

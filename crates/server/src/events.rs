@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use serde_json::json;
 use warrant_audit::NewEvent;
 use warrant_core::{Agent, EndReason, Task, User};
+use warrant_store::Run;
 
 pub const ACTOR_BOOTSTRAP: &str = "system:bootstrap";
 pub const ACTOR_CONFIG: &str = "system:config";
@@ -128,6 +129,18 @@ pub fn task_ended(
     NewEvent {
         data: json!({ "reason": reason, "note": note }),
         ..event(time, "task.ended", actor, task_subject(task), Some(task))
+    }
+}
+
+/// One run revoked without ending its task.
+pub fn run_revoked(run: &Run, reason: &str, actor: &str, time: Timestamp) -> NewEvent {
+    NewEvent {
+        time,
+        kind: "run.revoked".to_owned(),
+        actor: actor.to_owned(),
+        subject: format!("run:{}", run.id),
+        task_id: Some(run.task_id.to_string()),
+        data: json!({ "run_id": run.id.to_string(), "agent": run.agent, "reason": reason }),
     }
 }
 

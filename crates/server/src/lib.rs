@@ -183,6 +183,11 @@ async fn run(
     });
     tracing::info!(%addr, store = store.backend(), "warrant is serving");
 
+    let streams = state.shutdown.clone();
+    let shutdown = async move {
+        shutdown.await;
+        streams.send_replace(true);
+    };
     let served = serve_until(listener, router(state), shutdown, config.shutdown_grace).await;
     tracing::info!("shutting down");
     workers.stop().await;

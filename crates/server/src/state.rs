@@ -26,6 +26,10 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// Signing key, issuer URL, DPoP policy and replay cache.
     pub issuer: Arc<Issuer>,
+    /// Set to `true` when the server starts shutting down, so long-lived
+    /// responses (the revocation stream) end instead of holding the
+    /// graceful shutdown until its grace period runs out.
+    pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -41,6 +45,7 @@ impl AppState {
             ttl,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             issuer,
+            shutdown: Arc::new(tokio::sync::watch::channel(false).0),
         }
     }
 

@@ -500,3 +500,39 @@ pub(crate) fn check_narrowing(current: &Task, narrower: &Task) -> Result<(), Sto
     }
     Ok(())
 }
+
+/// The most revocations one call returns.
+pub(crate) const MAX_REVOCATIONS: u32 = 1000;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct RevocationRow {
+    id: i64,
+    kind: String,
+    subject_id: String,
+    task_id: String,
+    reason: String,
+    revoked_at: i64,
+}
+
+impl RevocationRow {
+    pub(crate) fn decode(self) -> Result<crate::Revocation, StoreError> {
+        Ok(crate::Revocation {
+            id: self.id,
+            kind: match self.kind.as_str() {
+                "run" => crate::RevocationKind::Run,
+                "task" => crate::RevocationKind::Task,
+                other => {
+                    return Err(StoreError::Corrupt(format!(
+                        "revocation kind `{}`",
+                        shown(other)
+                    )));
+                }
+            },
+            subject_id: uuid::Uuid::try_parse(&self.subject_id)
+                .map_err(|e| StoreError::Corrupt(format!("revocation subject: {e}")))?,
+            task_id: parse("revocation task id", &self.task_id)?,
+            reason: self.reason,
+            at: from_us("revocation time", self.revoked_at)?,
+        })
+    }
+}

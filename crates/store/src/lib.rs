@@ -158,6 +158,39 @@ pub struct Run {
     pub expires_at: Timestamp,
 }
 
+/// What a revocation revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationKind {
+    /// One run: its tokens are refused from the revocation on.
+    Run,
+    /// A task ended: every run of it is revoked too (one `Run` row each).
+    Task,
+}
+
+impl RevocationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Run => "run",
+            Self::Task => "task",
+        }
+    }
+}
+
+/// One row of the revocation stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// Increasing in commit order: resume after the last one seen.
+    pub id: i64,
+    pub kind: RevocationKind,
+    /// The run id or the task id.
+    pub subject_id: uuid::Uuid,
+    pub task_id: TaskId,
+    /// The task's end reason (`completed`, `expired`, ...) or why the run
+    /// was revoked.
+    pub reason: String,
+    pub at: Timestamp,
+}
+
 impl Run {
     /// Live and not past its expiry at `now`.
     pub fn is_live_at(&self, now: Timestamp) -> bool {
@@ -264,6 +297,28 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn get_run(&self, id: uuid::Uuid) -> Result<Option<Run>, StoreError>;
     /// The runs of a task, oldest first.
     async fn task_runs(&self, task_id: TaskId) -> Result<Vec<Run>, StoreError>;
+
+    // --- revocations ------------------------------------------------------
+
+    /// Revokes one live run without ending its task, writing `event` and
+    /// one revocation row (kind `run`, `reason`) in the same transaction.
+    /// `NotFound` if absent, `InvalidState` if already revoked. Returns the
+    /// revoked run.
+    async fn revoke_run(
+        &self,
+        id: uuid::Uuid,
+        reason: &str,
+        at: Timestamp,
+        event: NewEvent,
+    ) -> Result<(Run, Event), StoreError>;
+
+    /// Revocations with `id > after`, in id order, at most `limit`
+    /// (capped). Rows are written by [`Store::end_task`] in its transaction.
+    async fn revocations_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Revocation>, StoreError>;
 
     // --- audit -----------------------------------------------------------
 

@@ -22,11 +22,15 @@ use warrant_audit::{Checkpoint, Event, Hash, NewEvent, RawEvent};
 use warrant_core::{Agent, EndReason, Name, Task, TaskId, User};
 
 use crate::common::{
-    AgentRow, AuditRow, CheckpointRow, ClaimRow, MAX_AUDIT, MAX_TASKS, PublicKeyRow, RunRow,
-    TaskRow, UserRow, check_narrowing, claim_refusal, decode_all, head_or_genesis, is_fk_violation,
-    is_unique_violation, migrate_error, page, sqlx_error, task_refusal, to_json, to_us, violates,
+    AgentRow, AuditRow, CheckpointRow, ClaimRow, MAX_AUDIT, MAX_REVOCATIONS, MAX_TASKS,
+    PublicKeyRow, RevocationRow, RunRow, TaskRow, UserRow, check_narrowing, claim_refusal,
+    decode_all, head_or_genesis, is_fk_violation, is_unique_violation, migrate_error, page,
+    sqlx_error, task_refusal, to_json, to_us, violates,
 };
-use crate::{AuditFilter, PublicKeyRecord, Run, Store, StoreError, TaskClaim, TaskFilter};
+use crate::{
+    AuditFilter, PublicKeyRecord, Revocation, Run, RunState, Store, StoreError, TaskClaim,
+    TaskFilter,
+};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -393,6 +397,21 @@ async fn end_task_tx(
     .execute(&mut *conn)
     .await
     .map_err(sqlx_error)?;
+    let event = append_one(conn, event).await?;
+    // INVARIANT: after the audit append (which serializes writers), so
+    // revocation ids become visible in order. One row per live run, then
+    // one for the task.
+    sqlx::query(
+        "INSERT INTO revocations (kind, subject_id, task_id, reason, revoked_at) \
+         SELECT 'run', id, task_id, $2, $3 FROM runs WHERE task_id = $1 AND state = 'live' \
+         ORDER BY created_at, id",
+    )
+    .bind(id.0)
+    .bind(reason.as_str())
+    .bind(to_us(at))
+    .execute(&mut *conn)
+    .await
+    .map_err(sqlx_error)?;
     // INVARIANT: a run never outlives its task's end: its tokens are
     // refused from this commit on.
     sqlx::query("UPDATE runs SET state = 'revoked' WHERE task_id = $1 AND state = 'live'")
@@ -400,11 +419,80 @@ async fn end_task_tx(
         .execute(&mut *conn)
         .await
         .map_err(sqlx_error)?;
-    let event = append_one(conn, event).await?;
+    sqlx::query(
+        "INSERT INTO revocations (kind, subject_id, task_id, reason, revoked_at) \
+         VALUES ('task', $1, $1, $2, $3)",
+    )
+    .bind(id.0)
+    .bind(reason.as_str())
+    .bind(to_us(at))
+    .execute(&mut *conn)
+    .await
+    .map_err(sqlx_error)?;
     let task = task_in(conn, id, false)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("task `{id}` vanished while ending it")))?;
     Ok((task, event))
+}
+
+async fn revoke_run_tx(
+    conn: &mut PgConnection,
+    id: uuid::Uuid,
+    reason: &str,
+    at: Timestamp,
+    event: NewEvent,
+) -> Result<(Run, Event), StoreError> {
+    // Lock order as every writer: task row, then the run, then the audit
+    // head (taken by the append), so this cannot deadlock with `end_task`.
+    let task_id: Option<uuid::Uuid> = sqlx::query_scalar("SELECT task_id FROM runs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(sqlx_error)?;
+    let Some(task_id) = task_id else {
+        return Err(StoreError::NotFound(format!("run `{id}`")));
+    };
+    sqlx::query("SELECT id FROM tasks WHERE id = $1 FOR UPDATE")
+        .bind(task_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(sqlx_error)?;
+    let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1 FOR UPDATE");
+    let Some(mut run) = sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(sqlx_error)?
+        .map(RunRow::decode)
+        .transpose()?
+    else {
+        return Err(StoreError::NotFound(format!("run `{id}`")));
+    };
+    if run.state != RunState::Live {
+        return Err(StoreError::InvalidState(format!(
+            "run `{id}` has already been revoked"
+        )));
+    }
+    sqlx::query("UPDATE runs SET state = 'revoked' WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await
+        .map_err(sqlx_error)?;
+    let event = append_one(conn, event).await?;
+    // INVARIANT: after the audit append, as in `end_task_tx`.
+    sqlx::query(
+        "INSERT INTO revocations (kind, subject_id, task_id, reason, revoked_at) \
+         VALUES ('run', $1, $2, $3, $4)",
+    )
+    .bind(id)
+    .bind(run.task_id.0)
+    .bind(reason)
+    .bind(to_us(at))
+    .execute(&mut *conn)
+    .await
+    .map_err(sqlx_error)?;
+    run.state = RunState::Revoked;
+    Ok((run, event))
 }
 
 async fn narrow_task_tx(
@@ -742,6 +830,35 @@ impl Store for PgStore {
             .await
             .map_err(sqlx_error)?;
         decode_all(rows, RunRow::decode)
+    }
+
+    async fn revoke_run(
+        &self,
+        id: uuid::Uuid,
+        reason: &str,
+        at: Timestamp,
+        event: NewEvent,
+    ) -> Result<(Run, Event), StoreError> {
+        let mut tx = self.begin().await?;
+        let result = revoke_run_tx(&mut tx, id, reason, at, event).await;
+        finish(tx, result).await
+    }
+
+    async fn revocations_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Revocation>, StoreError> {
+        let rows = sqlx::query_as::<_, RevocationRow>(
+            "SELECT id, kind, subject_id::text AS subject_id, task_id::text AS task_id, reason, revoked_at \
+             FROM revocations WHERE id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(page(Some(limit), MAX_REVOCATIONS))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlx_error)?;
+        decode_all(rows, RevocationRow::decode)
     }
 
     async fn get_task(&self, id: TaskId) -> Result<Option<Task>, StoreError> {

@@ -10,7 +10,9 @@ use crate::output::OutputFormat;
 mod agent;
 mod audit;
 mod bench;
+mod kill;
 mod login;
+mod revoke;
 mod serve;
 mod task;
 mod user;
@@ -80,6 +82,10 @@ pub enum Command {
     /// Verify and export the audit log
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Revoke one run's tokens, or end a task as revoked (admin)
+    Revoke(revoke::RevokeArgs),
+    /// Kill switch: end every matching live task now and revoke its runs (admin)
+    Kill(kill::KillArgs),
     /// Measure audit append and verification speed
     Bench(bench::BenchArgs),
 }
@@ -158,6 +164,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent(cmd) => agent::run(&ctx, cmd).await,
         Command::Task(cmd) => task::run(&ctx, cmd).await,
         Command::Audit(cmd) => audit::run(&ctx, cmd).await,
+        Command::Revoke(args) => revoke::run(&ctx, args).await,
+        Command::Kill(args) => kill::run(&ctx, args).await,
         Command::Bench(args) => bench::run(args).await,
     }
 }

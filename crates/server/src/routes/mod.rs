@@ -17,6 +17,9 @@ use crate::state::AppState;
 pub(crate) mod agents;
 mod audit;
 mod health;
+pub(crate) mod introspect;
+mod kill;
+mod revocations;
 mod runs;
 pub(crate) mod tasks;
 pub(crate) mod token;
@@ -41,6 +44,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tasks/{id}", get(tasks::show))
         .route("/v1/tasks/{id}/end", post(tasks::end))
         .route("/v1/tasks/{id}/narrow", post(tasks::narrow))
+        .route("/v1/tasks/{id}/revoke", post(tasks::revoke))
+        .route("/v1/runs/{id}/revoke", post(kill::revoke_run))
+        .route("/v1/kill", post(kill::kill))
         .route("/v1/audit", get(audit::list))
         .route(wellknown::JWKS_PATH, get(wellknown::jwks))
         .route(
@@ -49,6 +55,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route(token::TOKEN_PATH, post(token::token))
         .route("/v1/runs/me", get(runs::me))
+        .route("/v1/revocations", get(revocations::list))
+        .route("/v1/revocations/stream", get(revocations::stream))
+        .route(introspect::INTROSPECT_PATH, post(introspect::introspect))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -13,7 +13,7 @@ use warrant_core::{
 };
 use warrant_store::{StoreError, TaskClaim, TaskFilter};
 
-use crate::auth::Caller;
+use crate::auth::{Admin, Caller};
 use crate::error::ApiError;
 use crate::events;
 use crate::extract::{ApiJson, ApiQuery, OptionalJson, TaskIdPath};
@@ -253,19 +253,47 @@ pub async fn end(
     } else {
         EndReason::Revoked
     };
-    let event = events::task_ended(&task, reason, note.as_deref(), &caller.actor(), now);
-    let ended = match state
-        .store
-        .end_task(id, reason, note.as_deref(), now, event)
-        .await
-    {
+    Ok(Json(
+        end_as(&state, &task, reason, note.as_deref(), &caller).await?,
+    ))
+}
+
+/// `POST /v1/tasks/{id}/revoke` (admin): ends the task as `revoked`,
+/// revoking its runs. What `warrant revoke --task` calls.
+pub async fn revoke(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    TaskIdPath(id): TaskIdPath,
+) -> Result<Json<Task>, ApiError> {
+    let task = load_for(&state, &caller, id).await?;
+    if !task.is_live() {
+        return Err(ApiError::TaskEnded(id));
+    }
+    Ok(Json(
+        end_as(&state, &task, EndReason::Revoked, None, &caller).await?,
+    ))
+}
+
+/// Ends a live task for `reason`, with its audit event, its runs revoked
+/// and its revocation rows, all in one store transaction.
+pub(crate) async fn end_as(
+    state: &AppState,
+    task: &Task,
+    reason: EndReason,
+    note: Option<&str>,
+    caller: &Caller,
+) -> Result<Task, ApiError> {
+    let id = task.id;
+    let now = state.now();
+    let event = events::task_ended(task, reason, note, &caller.actor(), now);
+    let ended = match state.store.end_task(id, reason, note, now, event).await {
         Ok((ended, _)) => ended,
         Err(StoreError::InvalidState(_)) => return Err(ApiError::TaskEnded(id)),
         Err(StoreError::NotFound(_)) => return Err(ApiError::TaskNotFound(id)),
         Err(e) => return Err(e.into()),
     };
     tracing::info!(task = %id, %reason, by = %caller.user.name, "task ended");
-    Ok(Json(ended))
+    Ok(ended)
 }
 
 pub async fn narrow(

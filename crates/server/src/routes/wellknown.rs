@@ -9,6 +9,7 @@ use serde_json::json;
 use warrant_token::dpop::DPOP_ALGS;
 
 use crate::error::ApiError;
+use crate::routes::introspect::INTROSPECT_PATH;
 use crate::routes::token::{GRANT_TASK_CLAIM, TOKEN_PATH};
 use crate::state::AppState;
 
@@ -35,6 +36,7 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Json<serde_j
         "issuer": issuer.issuer(),
         "jwks_uri": issuer.url(JWKS_PATH),
         "token_endpoint": issuer.url(TOKEN_PATH),
+        "introspection_endpoint": issuer.url(INTROSPECT_PATH),
         "grant_types_supported": [GRANT_TASK_CLAIM],
         "token_endpoint_auth_methods_supported": ["none"],
         "dpop_signing_alg_values_supported": algs,

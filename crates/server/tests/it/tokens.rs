@@ -12,18 +12,18 @@ use warrant_token::access_token_hash;
 use crate::support::{Api, Resp, Server};
 
 /// A DPoP client: one proof key, fresh proofs per request.
-struct Dpop {
+pub struct Dpop {
     key: ProofKey,
 }
 
 impl Dpop {
-    fn new(alg: JwsAlg) -> Self {
+    pub fn new(alg: JwsAlg) -> Self {
         Self {
             key: ProofKey::generate(alg).unwrap(),
         }
     }
 
-    fn proof(&self, method: &str, url: &str, token: Option<&str>) -> String {
+    pub fn proof(&self, method: &str, url: &str, token: Option<&str>) -> String {
         let jti = hex::encode(warrant_crypto::random_bytes::<16>().unwrap());
         let mut claims = json!({
             "jti": jti,
@@ -38,9 +38,9 @@ impl Dpop {
     }
 }
 
-const CLAIM_GRANT: &str = "urn:warrant:grant-type:task-claim";
+pub const CLAIM_GRANT: &str = "urn:warrant:grant-type:task-claim";
 
-async fn post_token(api: &Api, form: &[(&str, &str)], proof: Option<&str>) -> (Resp, String) {
+pub async fn post_token(api: &Api, form: &[(&str, &str)], proof: Option<&str>) -> (Resp, String) {
     let mut req = api
         .http
         .post(format!("{}/v1/token", api.base))
@@ -74,7 +74,7 @@ async fn post_token(api: &Api, form: &[(&str, &str)], proof: Option<&str>) -> (R
     )
 }
 
-fn urlencode(s: &str) -> String {
+pub fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -85,7 +85,7 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
-async fn me(api: &Api, token: &str, proof: Option<&str>, scheme: &str) -> Resp {
+pub async fn me(api: &Api, token: &str, proof: Option<&str>, scheme: &str) -> Resp {
     let mut req = api
         .http
         .request(Method::GET, format!("{}/v1/runs/me", api.base))
@@ -114,15 +114,45 @@ async fn me(api: &Api, token: &str, proof: Option<&str>, scheme: &str) -> Resp {
     }
 }
 
+/// Redeems `task`'s claim with a fresh ES256 key: the client and its run token.
+pub async fn redeem(api: &Api, task: &Value) -> (Dpop, String) {
+    let client = Dpop::new(JwsAlg::ES256);
+    let token_url = format!("{}/v1/token", api.base);
+    let (r, _) = post_token(
+        api,
+        &[
+            ("grant_type", CLAIM_GRANT),
+            ("claim", task["claim"].as_str().unwrap()),
+        ],
+        Some(&client.proof("POST", &token_url, None)),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    (client, r.body["access_token"].as_str().unwrap().to_owned())
+}
+
+/// `/v1/runs/me` with a fresh proof: its status.
+pub async fn me_status(api: &Api, client: &Dpop, token: &str) -> u16 {
+    let url = format!("{}/v1/runs/me", api.base);
+    me(
+        api,
+        token,
+        Some(&client.proof("GET", &url, Some(token))),
+        "DPoP",
+    )
+    .await
+    .status
+}
+
 #[track_caller]
-fn assert_oauth(r: &Resp, status: u16, error: &str) {
+pub fn assert_oauth(r: &Resp, status: u16, error: &str) {
     assert_eq!(r.status, status, "{}", r.text);
     assert_eq!(r.body["error"], error, "{}", r.text);
     assert!(r.body["error_description"].is_string(), "{}", r.text);
 }
 
 /// A server with user `bob`, agent `claude`, and a fresh task of bob's.
-async fn setup() -> (Server, String, Value) {
+pub async fn setup() -> (Server, String, Value) {
     let server = Server::start().await;
     let bob = server.add_user("bob", false).await;
     server.add_agent("claude").await;

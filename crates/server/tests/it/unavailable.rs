@@ -21,6 +21,8 @@ async fn a_closed_store_fails_readiness_and_writes_with_503() {
     let app = TestApp::start(Arc::new(SystemClock)).await;
     let alice = app.add_user("alice", false).await;
     app.add_agent("claude-code").await;
+    let live = app.add_task(&alice, "claude-code", "30m").await;
+    let (_, run_token) = crate::tokens::redeem(&app, &live).await;
     let before = app.snapshot().await;
     let (head, _) = before.audit_head.clone().unwrap();
 
@@ -57,6 +59,10 @@ async fn a_closed_store_fails_readiness_and_writes_with_503() {
     app.get(&app.admin, "/v1/audit")
         .await
         .assert_problem(503, "store_unavailable");
+    // Introspection cannot say a token is active without the store.
+    crate::introspect::introspect(&app, Some(&alice), &run_token)
+        .await
+        .assert_problem(503, "store_unavailable");
 
     // Reopen the file: nothing was written.
     let dir = app.stop().await;
@@ -70,7 +76,8 @@ async fn a_closed_store_fails_readiness_and_writes_with_503() {
             .list_tasks(&TaskFilter::default())
             .await
             .unwrap()
-            .is_empty()
+            .len()
+            == 1
     );
     assert_eq!(store.list_users().await.unwrap().len(), 2);
     assert_eq!(store.list_agents().await.unwrap().len(), 1);

@@ -59,6 +59,13 @@ async fn the_reaper_ends_expired_tasks_by_the_injected_clock() {
     assert_eq!(reaped[0]["actor"], "system:reaper");
     assert_eq!(reaped[0]["task_id"], short["id"]);
     assert_eq!(reaped[0]["data"]["reason"], "expired");
+    // The expiry is on the revocation stream too, in the same commit.
+    let r = app.get(&app.admin, "/v1/revocations").await;
+    let revoked = r.assert_ok(200)["revocations"].as_array().unwrap().clone();
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert_eq!(revoked[0]["kind"], "task");
+    assert_eq!(revoked[0]["task_id"], short["id"]);
+    assert_eq!(revoked[0]["reason"], "expired");
 
     // The other expires later; ending it twice is harmless.
     clock.advance(SignedDuration::from_mins(10));

@@ -9,8 +9,8 @@ use warrant_audit::{Checkpoint, Event, Hash, NewEvent, Report, Verifier};
 use warrant_core::{Agent, EndReason, Name, Scope, Task, TaskId, TaskState, Tier, User};
 use warrant_crypto::SigningKey;
 use warrant_store::{
-    AuditFilter, GroupCommitter, PublicKeyRecord, Run, RunState, Store, StoreError, TaskClaim,
-    TaskFilter,
+    AuditFilter, GroupCommitter, PublicKeyRecord, RevocationKind, Run, RunState, Store, StoreError,
+    TaskClaim, TaskFilter,
 };
 
 use crate::Db;
@@ -1515,5 +1515,136 @@ pub async fn ending_a_task_revokes_its_runs(store: Arc<dyn Store>) {
     let revoked = store.get_run(run.id).await.unwrap().unwrap();
     assert_eq!(revoked.state, RunState::Revoked);
     assert!(!revoked.is_live_at(now));
+    verify(&store).await;
+}
+
+pub async fn task_ends_write_revocations_in_order(store: Arc<dyn Store>) {
+    seed(&store).await;
+    assert!(store.revocations_after(0, 100).await.unwrap().is_empty());
+    let (t, c) = task_with_claim(&store, 6).await;
+    let now = t0() + mins(1);
+    let run = run_for(&t, "jkt", now);
+    store
+        .redeem_claim(&c.hash, &run, now, run_event(&run))
+        .await
+        .unwrap();
+    store
+        .end_task(
+            t.id,
+            EndReason::Killed,
+            None,
+            now,
+            task_event("task.ended", &t),
+        )
+        .await
+        .unwrap();
+    let rows = store.revocations_after(0, 100).await.unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0].kind, RevocationKind::Run);
+    assert_eq!(rows[0].subject_id, run.id);
+    assert_eq!(rows[0].task_id, t.id);
+    assert_eq!(rows[0].reason, "killed");
+    assert_eq!(rows[0].at, now);
+    assert_eq!(rows[1].kind, RevocationKind::Task);
+    assert_eq!(rows[1].subject_id, t.id.0);
+    assert!(rows[1].id > rows[0].id);
+
+    // A task without runs: one row. Ending it again writes none.
+    let (u, _) = task_with_claim(&store, 7).await;
+    store
+        .end_task(
+            u.id,
+            EndReason::Expired,
+            None,
+            now,
+            task_event("task.ended", &u),
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .end_task(
+                u.id,
+                EndReason::Completed,
+                None,
+                now,
+                task_event("task.ended", &u)
+            )
+            .await
+            .is_err()
+    );
+    let last = rows[1].id;
+    let more = store.revocations_after(last, 100).await.unwrap();
+    assert_eq!(more.len(), 1, "{more:?}");
+    assert_eq!(more[0].kind, RevocationKind::Task);
+    assert_eq!(more[0].task_id, u.id);
+    assert_eq!(more[0].reason, "expired");
+    assert!(
+        store
+            .revocations_after(more[0].id, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.revocations_after(0, 1).await.unwrap(),
+        rows[..1].to_vec()
+    );
+}
+
+pub async fn revoking_a_run_leaves_its_task_live(store: Arc<dyn Store>) {
+    seed(&store).await;
+    let (t, c) = task_with_claim(&store, 8).await;
+    let now = t0() + mins(1);
+    let run = run_for(&t, "jkt", now);
+    store
+        .redeem_claim(&c.hash, &run, now, run_event(&run))
+        .await
+        .unwrap();
+    let before = head_seq(&store).await;
+    let (revoked, ev) = store
+        .revoke_run(run.id, "revoked", now, run_event(&run))
+        .await
+        .unwrap();
+    assert_eq!(ev.seq, before + 1);
+    assert_eq!(revoked.state, RunState::Revoked);
+    assert_eq!(store.get_run(run.id).await.unwrap(), Some(revoked));
+    assert!(store.get_task(t.id).await.unwrap().unwrap().is_live());
+    let rows = store.revocations_after(0, 100).await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].kind, RevocationKind::Run);
+    assert_eq!(rows[0].subject_id, run.id);
+    assert_eq!(rows[0].task_id, t.id);
+    assert_eq!(rows[0].reason, "revoked");
+
+    // Twice, or an unknown run: refused, nothing written.
+    assert!(matches!(
+        store
+            .revoke_run(run.id, "revoked", now, run_event(&run))
+            .await,
+        Err(StoreError::InvalidState(_))
+    ));
+    assert!(matches!(
+        store
+            .revoke_run(uuid::Uuid::now_v7(), "revoked", now, run_event(&run))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(head_seq(&store).await, before + 1);
+    assert_eq!(store.revocations_after(0, 100).await.unwrap().len(), 1);
+    // Ending the task later revokes no run again: only the task's row.
+    store
+        .end_task(
+            t.id,
+            EndReason::Killed,
+            None,
+            now,
+            task_event("task.ended", &t),
+        )
+        .await
+        .unwrap();
+    let rows = store.revocations_after(rows[0].id, 100).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].kind, RevocationKind::Task);
     verify(&store).await;
 }

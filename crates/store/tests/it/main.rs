@@ -101,6 +101,8 @@ conformance! {
         concurrent_redemptions_of_one_claim_start_one_run,
         unusable_claims_are_refused_and_write_nothing,
         ending_a_task_revokes_its_runs,
+        task_ends_write_revocations_in_order,
+        revoking_a_run_leaves_its_task_live,
     ],
     db: [
         two_stores_on_one_database_form_one_chain,

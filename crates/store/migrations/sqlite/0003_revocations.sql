@@ -1,0 +1,15 @@
+-- Issue 3: the revocation stream. One row per revoked run and one per
+-- ended task, written in the transaction that revokes or ends it, so an
+-- enforcement point that follows `id` sees every revocation exactly once.
+--
+-- INVARIANT: rows are inserted after the transaction's audit append,
+-- which serializes writers (the audit head), so ids become visible in
+-- increasing order and a reader resuming after an id misses nothing.
+CREATE TABLE revocations (
+    id          INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+    kind        TEXT    NOT NULL CHECK (kind IN ('run', 'task')),
+    subject_id  TEXT    NOT NULL,
+    task_id     TEXT    NOT NULL REFERENCES tasks (id),
+    reason      TEXT    NOT NULL,
+    revoked_at  INTEGER  NOT NULL
+) STRICT;
