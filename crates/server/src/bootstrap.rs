@@ -17,6 +17,8 @@ use crate::config::ConfigAgent;
 use crate::events::{self, ACTOR_BOOTSTRAP, ACTOR_CONFIG};
 
 pub const SIGNING_KEY_FILE: &str = "signing.key";
+/// Keys rotated in by `warrant keys rotate`, one `<kid>.pem` each (0600).
+pub const KEYS_DIR: &str = "keys";
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 pub const ADMIN_USER: &str = "admin";
 pub const ADMIN_GROUP: &str = "admins";
@@ -51,6 +53,11 @@ pub enum BootstrapError {
     UnknownOwner { agent: Name, owner: Name },
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error(
+        "every signing key in the data directory was retired by a rotation, and the key that replaced them is missing from `{}`: restore it from a backup",
+        path.display()
+    )]
+    NoActiveKey { path: PathBuf },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -109,8 +116,7 @@ pub async fn run(
     data_dir: &Path,
     agents: &[ConfigAgent],
 ) -> Result<Bootstrapped, BootstrapError> {
-    let key = load_or_generate_key(&data_dir.join(SIGNING_KEY_FILE))?;
-    record_public_key(store, clock, &key).await?;
+    let key = select_signing_key(store, clock, data_dir).await?;
     let admin_token_file = if store.count_users().await? == 0 {
         create_admin(store, clock, data_dir).await?
     } else {
@@ -148,6 +154,130 @@ pub fn load_or_generate_key(path: &Path) -> Result<SigningKey, BootstrapError> {
             why: e.to_string(),
         }),
     }
+}
+
+/// Chooses the key this server signs with. `<data_dir>/signing.key` is the
+/// first key (generated and recorded on first start, as before rotation
+/// existed); keys rotated in since live under `<data_dir>/keys/<kid>.pem`.
+/// The newest of these that the store has not retired signs.
+async fn select_signing_key(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    data_dir: &Path,
+) -> Result<SigningKey, BootstrapError> {
+    let legacy = load_or_generate_key(&data_dir.join(SIGNING_KEY_FILE))?;
+    record_public_key(store, clock, &legacy).await?;
+    let keys_dir = data_dir.join(KEYS_DIR);
+    let mut candidates = load_key_dir(&keys_dir)?;
+    candidates.push(legacy);
+    let records = store.list_public_keys().await?;
+    let mut best: Option<(warrant_core::Timestamp, SigningKey)> = None;
+    for key in candidates {
+        let Some(record) = records.iter().find(|r| r.kid == key.kid()) else {
+            // Written by a rotation whose store write failed: it never
+            // signed anything.
+            tracing::warn!(
+                kid = key.kid(),
+                "ignoring a key file the store does not know"
+            );
+            continue;
+        };
+        if record.retired_at.is_some() || record.public_key.as_slice() != key.public_key() {
+            continue;
+        }
+        if best.as_ref().is_none_or(|(at, _)| record.created_at > *at) {
+            best = Some((record.created_at, key));
+        }
+    }
+    best.map(|(_, key)| key)
+        .ok_or(BootstrapError::NoActiveKey { path: keys_dir })
+}
+
+/// Every `*.pem` key under `dir` (none when it does not exist).
+pub fn load_key_dir(dir: &Path) -> Result<Vec<SigningKey>, BootstrapError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(BootstrapError::ReadKey {
+                path: dir.to_owned(),
+                why: e.to_string(),
+            });
+        }
+    };
+    let mut keys = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(|e| BootstrapError::ReadKey {
+                path: dir.to_owned(),
+                why: e.to_string(),
+            })?
+            .path();
+        if path.extension().is_none_or(|ext| ext != "pem") {
+            continue;
+        }
+        let pem = fs::read_to_string(&path).map_err(|e| BootstrapError::ReadKey {
+            path: path.clone(),
+            why: e.to_string(),
+        })?;
+        let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| BootstrapError::ReadKey {
+            path: path.clone(),
+            why: e.to_string(),
+        })?;
+        tighten(&path)?;
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
+/// A new key: written to `<keys_dir>/<kid>.pem` (0600) and recorded as the
+/// signing key with `retire` retired now, its `keys.added` and
+/// `keys.rotated` events in the same transaction. The caller switches its
+/// signer to the returned key. If the store refuses, the file is removed
+/// again: an unrecorded key never signed anything.
+pub async fn rotate_key(
+    store: &dyn Store,
+    now: warrant_core::Timestamp,
+    keys_dir: &Path,
+    retire: &str,
+    actor: &str,
+) -> Result<SigningKey, BootstrapError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(keys_dir)
+        .map_err(|source| BootstrapError::Write {
+            path: keys_dir.to_owned(),
+            source,
+        })?;
+    let key = SigningKey::generate().map_err(|e| BootstrapError::Crypto(e.to_string()))?;
+    let pem = key
+        .to_pkcs8_pem()
+        .map_err(|e| BootstrapError::Crypto(e.to_string()))?;
+    let path = keys_dir.join(format!("{}.pem", key.kid()));
+    write_private(&path, pem.expose_secret().as_bytes(), true)?;
+    if let Err(e) = fs::File::open(keys_dir).and_then(|d| d.sync_all()) {
+        tracing::warn!(error = %e, "cannot sync the keys directory");
+    }
+    let record = PublicKeyRecord {
+        kid: key.kid().to_owned(),
+        alg: "EdDSA".into(),
+        public_key: key.public_key().to_vec(),
+        created_at: now,
+        retired_at: None,
+    };
+    let mut added = events::keys_added(key.kid(), now);
+    actor.clone_into(&mut added.actor);
+    let rotated = events::keys_rotated(key.kid(), retire, actor, now);
+    if let Err(e) = store
+        .rotate_public_key(&record, &[retire.to_owned()], vec![added, rotated])
+        .await
+    {
+        remove_temp(&path);
+        return Err(e.into());
+    }
+    tracing::info!(kid = key.kid(), retired = retire, "rotated the signing key");
+    Ok(key)
 }
 
 /// A private file readable by group or others is made owner-only again.
@@ -201,6 +331,7 @@ async fn record_public_key(
                 alg: "EdDSA".into(),
                 public_key: key.public_key().to_vec(),
                 created_at: now,
+                retired_at: None,
             },
             events::keys_added(key.kid(), now),
         )

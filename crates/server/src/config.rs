@@ -59,6 +59,9 @@ pub struct Config {
     /// A request running longer is abandoned with `503 timeout`.
     pub request_timeout: Duration,
     pub agents: Vec<ConfigAgent>,
+    /// `tokens.max_delegation_depth`: how many token-exchange hops a chain
+    /// may have below the run that redeemed the claim (default 3).
+    pub max_delegation_depth: u32,
 }
 
 /// An agent declared in the config file.
@@ -85,6 +88,8 @@ struct RawConfig {
     #[serde(default)]
     audit: RawAudit,
     #[serde(default)]
+    tokens: RawTokens,
+    #[serde(default)]
     agents: Vec<RawAgent>,
 }
 
@@ -101,6 +106,12 @@ struct RawTasks {
     max_ttl: Option<String>,
     default_ttl: Option<String>,
     reaper_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokens {
+    max_delegation_depth: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -232,6 +243,17 @@ impl Config {
             return Err("`audit.checkpoint_every` is 0: it must be at least 1".into());
         }
 
+        let max_delegation_depth = raw
+            .tokens
+            .max_delegation_depth
+            .unwrap_or(crate::issuer::DEFAULT_MAX_DELEGATION_DEPTH);
+        if max_delegation_depth > crate::issuer::MAX_DELEGATION_DEPTH {
+            return Err(format!(
+                "`tokens.max_delegation_depth` is {max_delegation_depth}: it must be at most {}",
+                crate::issuer::MAX_DELEGATION_DEPTH
+            ));
+        }
+
         let mut seen = HashSet::new();
         let mut agents = Vec::with_capacity(raw.agents.len());
         for (i, a) in raw.agents.into_iter().enumerate() {
@@ -276,6 +298,7 @@ impl Config {
             shutdown_grace,
             request_timeout,
             agents,
+            max_delegation_depth,
         })
     }
 }

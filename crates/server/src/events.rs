@@ -161,6 +161,15 @@ pub fn keys_added(kid: &str, time: Timestamp) -> NewEvent {
     }
 }
 
+/// A rotation: `kid` signs from now on, `retired` only verifies until the
+/// tokens it signed have expired.
+pub fn keys_rotated(kid: &str, retired: &str, actor: &str, time: Timestamp) -> NewEvent {
+    NewEvent {
+        data: json!({ "kid": kid, "retired": retired }),
+        ..event(time, "keys.rotated", actor, format!("key:{kid}"), None)
+    }
+}
+
 pub fn server_started(store: &str, listen: &str, kid: &str, time: Timestamp) -> NewEvent {
     NewEvent {
         data: json!({

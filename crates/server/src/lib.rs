@@ -162,12 +162,14 @@ async fn run(
         .unwrap_or_else(|| format!("http://{addr}"));
     let trust_domain = warrant_token::TrustDomain::parse(&config.trust_domain)
         .map_err(|e| ServerError::Config(ConfigError::Options(format!("`trust_domain`: {e}"))))?;
-    let issuer = Arc::new(Issuer::new(boot.key.clone(), &public_url, trust_domain));
+    let mut issuer = Issuer::new(boot.key.clone(), &public_url, trust_domain);
+    issuer.keys_dir = Some(config.data_dir.join(bootstrap::KEYS_DIR));
+    issuer.max_delegation_depth = config.max_delegation_depth;
+    let issuer = Arc::new(issuer);
     let mut state = AppState::new(store.clone(), clock.clone(), config.ttl, issuer);
     state.request_timeout = config.request_timeout;
     let workers = Workers::spawn(
         state.clone(),
-        boot.key.clone(),
         WorkerSettings {
             reaper_interval: config.reaper_interval,
             checkpoint_every: config.checkpoint_every,
@@ -188,10 +190,18 @@ async fn run(
         shutdown.await;
         streams.send_replace(true);
     };
-    let served = serve_until(listener, router(state), shutdown, config.shutdown_grace).await;
+    let served = serve_until(
+        listener,
+        router(state.clone()),
+        shutdown,
+        config.shutdown_grace,
+    )
+    .await;
     tracing::info!("shutting down");
     workers.stop().await;
-    let stopped = finish(&*store, &*clock, &boot.key).await;
+    // The key of the moment: a rotation while serving replaced boot's.
+    let key = state.issuer.key();
+    let stopped = finish(&*store, &*clock, &key).await;
     served.map_err(ServerError::Serve)?;
     stopped
 }

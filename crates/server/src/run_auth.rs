@@ -127,9 +127,31 @@ async fn authenticate(
 ) -> Result<RunCaller, Refusal> {
     let raw = dpop_token(parts)?;
     let proof = dpop_header(&parts.headers)?;
+    authenticate_token(
+        state,
+        raw,
+        proof,
+        parts.method.as_str(),
+        parts.uri.path(),
+        context,
+    )
+    .await
+}
+
+/// Checks a run token presented with `proof` (a DPoP proof by the token's
+/// key over `method` and `path`, with `ath`): everything [`RunCaller`]
+/// checks. Token exchange uses it for the parent's `subject_token`.
+pub(crate) async fn authenticate_token(
+    state: &AppState,
+    raw: &str,
+    proof: &str,
+    method: &str,
+    path: &str,
+    context: &mut RefusalContext,
+) -> Result<RunCaller, Refusal> {
     let issuer = &state.issuer;
     let keys = issuer
-        .jwks(&*state.store)
+        .jwks(&*state.store, state.clock.now())
         .await
         .map_err(|e| Refusal::store(&e))?;
     let token = Unverified::<RunToken>::new(raw)
@@ -148,13 +170,7 @@ async fn authenticate(
     context.run_id = Some(run_id.to_string());
     context.task_id = Some(token.claims().task.to_string());
 
-    let proof = check_proof(
-        state,
-        proof,
-        parts.method.as_str(),
-        parts.uri.path(),
-        Some(raw),
-    )?;
+    let proof = check_proof(state, proof, method, path, Some(raw))?;
     context.jkt = Some(proof.jkt.clone());
     token.check_binding(&proof).map_err(|e| token_refusal(&e))?;
     issuer

@@ -4,7 +4,6 @@
 //! Both run as tokio tasks until [`Workers::stop`]; a store error is
 //! logged and retried at the next tick, never fatal.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -41,14 +40,14 @@ pub struct Workers {
 }
 
 impl Workers {
-    pub fn spawn(state: AppState, key: Arc<SigningKey>, settings: WorkerSettings) -> Self {
+    pub fn spawn(state: AppState, settings: WorkerSettings) -> Self {
         let (stop, stopped) = watch::channel(false);
         let reaper = tokio::spawn(reaper(
             state.clone(),
             settings.reaper_interval,
             stopped.clone(),
         ));
-        let checkpointer = tokio::spawn(checkpointer(state, key, settings, stopped));
+        let checkpointer = tokio::spawn(checkpointer(state, settings, stopped));
         Self {
             stop,
             handles: vec![reaper, checkpointer],
@@ -128,7 +127,6 @@ pub async fn reap_once(state: &AppState) -> Result<usize, StoreError> {
 
 async fn checkpointer(
     state: AppState,
-    key: Arc<SigningKey>,
     settings: WorkerSettings,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -141,6 +139,8 @@ async fn checkpointer(
             _ = ticks.tick() => {}
         }
         let due = last_signed.elapsed() >= settings.checkpoint_interval;
+        // The issuer's key of the moment: a rotation takes effect here too.
+        let key = state.issuer.key();
         match checkpoint_if(&*state.store, &*state.clock, &key, |behind| {
             behind >= settings.checkpoint_every || due
         })

@@ -330,6 +330,7 @@ pub(crate) struct PublicKeyRow {
     alg: String,
     public_key: Vec<u8>,
     created_at: i64,
+    retired_at: Option<i64>,
 }
 
 impl PublicKeyRow {
@@ -339,6 +340,10 @@ impl PublicKeyRow {
             alg: self.alg,
             public_key: self.public_key,
             created_at: from_us("public key created_at", self.created_at)?,
+            retired_at: self
+                .retired_at
+                .map(|us| from_us("public key retired_at", us))
+                .transpose()?,
         })
     }
 }

@@ -109,6 +109,9 @@ pub struct PublicKeyRecord {
     pub alg: String,
     pub public_key: Vec<u8>,
     pub created_at: Timestamp,
+    /// When a rotation replaced it as the signing key; `None` while it
+    /// may still sign.
+    pub retired_at: Option<Timestamp>,
 }
 
 /// A one-time task claim as stored: its hash, never the secret.
@@ -294,6 +297,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: Timestamp,
         event: NewEvent,
     ) -> Result<(Task, Event), StoreError>;
+    /// Starts a delegated (token-exchange) run: `run.parent_run_id` must
+    /// name a run of the same task that is live at `now`, and the task must
+    /// be open at `now`; `run` is inserted and `event` appended in one
+    /// transaction. `NotFound` for an unknown task or parent, `InvalidState`
+    /// (writing nothing) when the parent or task is no longer live.
+    async fn start_child_run(
+        &self,
+        run: &Run,
+        now: Timestamp,
+        event: NewEvent,
+    ) -> Result<Event, StoreError>;
     async fn get_run(&self, id: uuid::Uuid) -> Result<Option<Run>, StoreError>;
     /// The runs of a task, oldest first.
     async fn task_runs(&self, task_id: TaskId) -> Result<Vec<Run>, StoreError>;
@@ -302,6 +316,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Revokes one live run without ending its task, writing `event` and
     /// one revocation row (kind `run`, `reason`) in the same transaction.
+    /// Every live run delegated from it (token exchange, transitively) is
+    /// revoked in the same transaction, each with its own revocation row.
     /// `NotFound` if absent, `InvalidState` if already revoked. Returns the
     /// revoked run.
     async fn revoke_run(
@@ -351,6 +367,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         event: NewEvent,
     ) -> Result<Option<Event>, StoreError>;
     async fn list_public_keys(&self) -> Result<Vec<PublicKeyRecord>, StoreError>;
+    /// A key rotation, in one transaction: records `new` (which must be a
+    /// new kid: a known one is a `Conflict`), marks every listed kid in
+    /// `retire` that is not retired yet as retired at `new.created_at`, and
+    /// appends `events` (`keys.added`, `keys.rotated`).
+    async fn rotate_public_key(
+        &self,
+        new: &PublicKeyRecord,
+        retire: &[String],
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Event>, StoreError>;
 }
 
 /// Opens the store a URL names and brings its schema up to date:

@@ -490,8 +490,101 @@ async fn revoke_run_tx(
     .execute(&mut *conn)
     .await
     .map_err(sqlx_error)?;
+    // Runs delegated from this one, transitively, go with it.
+    let mut frontier = vec![id];
+    while let Some(parent) = frontier.pop() {
+        let children: Vec<(String,)> =
+            sqlx::query_as("SELECT id FROM runs WHERE parent_run_id = $1 AND state = 'live'")
+                .bind(parent.to_string())
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(sqlx_error)?;
+        for (child,) in children {
+            sqlx::query("UPDATE runs SET state = 'revoked' WHERE id = $1")
+                .bind(child.as_str())
+                .execute(&mut *conn)
+                .await
+                .map_err(sqlx_error)?;
+            sqlx::query(
+                "INSERT INTO revocations (kind, subject_id, task_id, reason, revoked_at) \
+                 VALUES ('run', $1, $2, $3, $4)",
+            )
+            .bind(child.as_str())
+            .bind(run.task_id.to_string())
+            .bind(reason)
+            .bind(to_us(at))
+            .execute(&mut *conn)
+            .await
+            .map_err(sqlx_error)?;
+            frontier.push(
+                uuid::Uuid::try_parse(&child)
+                    .map_err(|_| StoreError::Corrupt(format!("run id `{child}` is not a uuid")))?,
+            );
+        }
+    }
     run.state = RunState::Revoked;
     Ok((run, event))
+}
+
+async fn start_child_run_tx(
+    conn: &mut SqliteConnection,
+    run: &Run,
+    now: Timestamp,
+    event: NewEvent,
+) -> Result<Event, StoreError> {
+    let Some(parent_id) = run.parent_run_id else {
+        return Err(StoreError::InvalidState(
+            "a delegated run needs a parent run".into(),
+        ));
+    };
+    let Some(task) = task_in(conn, run.task_id).await? else {
+        return Err(StoreError::NotFound(format!("task `{}`", run.task_id)));
+    };
+    if !task.is_live() || task.expires_at <= now {
+        return Err(StoreError::InvalidState(format!(
+            "task `{}` has ended",
+            task.id
+        )));
+    }
+    let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
+    let Some(parent) = sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql))
+        .bind(parent_id.to_string())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(sqlx_error)?
+        .map(RunRow::decode)
+        .transpose()?
+    else {
+        return Err(StoreError::NotFound(format!("run `{parent_id}`")));
+    };
+    if !parent.is_live_at(now) || parent.task_id != run.task_id {
+        return Err(StoreError::InvalidState(format!(
+            "run `{parent_id}` is not live"
+        )));
+    }
+    sqlx::query(
+        "INSERT INTO runs (id, task_id, agent, jkt, parent_run_id, depth, state, created_at, \
+         expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(run.id.to_string())
+    .bind(run.task_id.to_string())
+    .bind(run.agent.as_str())
+    .bind(run.jkt.as_str())
+    .bind(parent_id.to_string())
+    .bind(i64::from(run.depth))
+    .bind(run.state.as_str())
+    .bind(to_us(run.created_at))
+    .bind(to_us(run.expires_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict(format!("run `{}`", run.id))
+        } else {
+            sqlx_error(e)
+        }
+    })?;
+    append_one(conn, event).await
 }
 
 async fn narrow_task_tx(
@@ -626,6 +719,41 @@ async fn put_public_key_tx(
         return Ok(None);
     }
     append_one(conn, event).await.map(Some)
+}
+
+async fn rotate_public_key_tx(
+    conn: &mut SqliteConnection,
+    new: &PublicKeyRecord,
+    retire: &[String],
+    events: Vec<NewEvent>,
+) -> Result<Vec<Event>, StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO public_keys (kid, alg, public_key, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (kid) DO NOTHING",
+    )
+    .bind(new.kid.as_str())
+    .bind(new.alg.as_str())
+    .bind(new.public_key.as_slice())
+    .bind(to_us(new.created_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(sqlx_error)?
+    .rows_affected();
+    if inserted == 0 {
+        return Err(StoreError::Conflict(format!(
+            "key `{}` is already recorded",
+            new.kid
+        )));
+    }
+    for kid in retire {
+        sqlx::query("UPDATE public_keys SET retired_at = $1 WHERE kid = $2 AND retired_at IS NULL")
+            .bind(to_us(new.created_at))
+            .bind(kid.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(sqlx_error)?;
+    }
+    append(conn, events).await
 }
 
 async fn put_checkpoint_tx(conn: &mut SqliteConnection, cp: &Checkpoint) -> Result<(), StoreError> {
@@ -805,6 +933,18 @@ impl Store for SqliteStore {
         let _write = self.write.lock().await;
         let mut tx = self.begin().await?;
         let result = redeem_claim_tx(&mut tx, hash, run, now, event).await;
+        finish(tx, result).await
+    }
+
+    async fn start_child_run(
+        &self,
+        run: &Run,
+        now: Timestamp,
+        event: NewEvent,
+    ) -> Result<Event, StoreError> {
+        let _write = self.write.lock().await;
+        let mut tx = self.begin().await?;
+        let result = start_child_run_tx(&mut tx, run, now, event).await;
         finish(tx, result).await
     }
 
@@ -1018,11 +1158,23 @@ impl Store for SqliteStore {
 
     async fn list_public_keys(&self) -> Result<Vec<PublicKeyRecord>, StoreError> {
         let rows = sqlx::query_as::<_, PublicKeyRow>(
-            "SELECT kid, alg, public_key, created_at FROM public_keys ORDER BY created_at, kid",
+            "SELECT kid, alg, public_key, created_at, retired_at FROM public_keys ORDER BY created_at, kid",
         )
         .fetch_all(&self.pool)
         .await
         .map_err(sqlx_error)?;
         decode_all(rows, PublicKeyRow::decode)
+    }
+
+    async fn rotate_public_key(
+        &self,
+        new: &PublicKeyRecord,
+        retire: &[String],
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Event>, StoreError> {
+        let _write = self.write.lock().await;
+        let mut tx = self.begin().await?;
+        let result = rotate_public_key_tx(&mut tx, new, retire, events).await;
+        finish(tx, result).await
     }
 }

@@ -52,7 +52,8 @@ pub struct VerifyArgs {
 
     /// Trust only this key: a PKCS#8 PEM signing key, or a file holding the
     /// Ed25519 public key as 64 hex digits [default: `<data-dir>/signing.key`
-    /// when readable, else the keys recorded in the store]
+    /// and `<data-dir>/keys/*.pem` when readable, else the keys recorded in
+    /// the store]
     #[arg(long, value_name = "FILE")]
     trusted_key: Option<PathBuf>,
 
@@ -265,10 +266,12 @@ pub(crate) async fn verify_chain(
 
 /// The keys to trust, and whether they come from outside the store.
 ///
-/// When `<data_dir>/signing.key` is readable it is the only key trusted: a
-/// key that only the store vouches for could have been added by whoever
-/// rewrote the store, so any other key recorded there is an error. Without
-/// the file, the store's recorded keys are all there is.
+/// The data directory's key files are `signing.key` (the first key) and
+/// every `keys/<kid>.pem` a rotation wrote. When any is readable, they are
+/// the only keys trusted, retired ones included (checkpoints they signed
+/// still verify): a key that only the store vouches for could have been
+/// added by whoever rewrote the store, so any other key recorded there is
+/// an error. Without key files, the store's recorded keys are all there is.
 async fn trusted_keys(
     store: &dyn Store,
     data_dir: Option<&Path>,
@@ -290,46 +293,89 @@ async fn trusted_keys(
         }
         recorded.insert(rec.kid, rec.public_key);
     }
-    let Some(path) = data_dir.map(|d| d.join("signing.key")) else {
+    let Some(data_dir) = data_dir else {
         return Ok((recorded, false));
     };
-    let pem = match std::fs::read_to_string(&path) {
-        Ok(pem) => pem,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((recorded, false)),
-        Err(e) => {
-            return Err(
-                UserError::new(format!("cannot read `{}`: {e}", path.display()))
-                    .hint("run as the server's user, or pass --trusted-key with its public key")
-                    .into(),
-            );
+    let files = key_files(data_dir)?;
+    if files.is_empty() {
+        return Ok((recorded, false));
+    }
+    let mut trusted = HashMap::new();
+    for path in files {
+        let Some(pem) = read_key_file(&path)? else {
+            continue;
+        };
+        let key = SigningKey::from_pkcs8_pem(&pem)
+            .map_err(|e| UserError::new(format!("cannot use `{}`: {e}", path.display())))?;
+        if recorded
+            .get(key.kid())
+            .is_some_and(|pk| pk.as_slice() != key.public_key())
+        {
+            return Err(UserError::new(format!(
+                "the store's record of key `{}` differs from `{}`",
+                key.kid(),
+                path.display()
+            ))
+            .into());
         }
-    };
-    let key = SigningKey::from_pkcs8_pem(&pem)
-        .map_err(|e| UserError::new(format!("cannot use `{}`: {e}", path.display())))?;
-    if let Some(other) = recorded.keys().find(|kid| kid.as_str() != key.kid()) {
+        trusted.insert(key.kid().to_owned(), key.public_key().to_vec());
+    }
+    if trusted.is_empty() {
+        return Ok((recorded, false));
+    }
+    if let Some(other) = recorded
+        .keys()
+        .find(|kid| !trusted.contains_key(kid.as_str()))
+    {
         return Err(UserError::new(format!(
-            "the store lists key `{other}`, which is not the server's key in `{}`: \
+            "the store lists key `{other}`, which is not one of the server's keys in `{}`: \
              the key table was altered",
-            path.display()
+            data_dir.display()
         ))
         .hint("if you trust that key, pass it with --trusted-key")
         .into());
     }
-    if recorded
-        .get(key.kid())
-        .is_some_and(|pk| pk.as_slice() != key.public_key())
-    {
-        return Err(UserError::new(format!(
-            "the store's record of key `{}` differs from `{}`",
-            key.kid(),
-            path.display()
-        ))
-        .into());
+    Ok((trusted, true))
+}
+
+/// `<data_dir>/signing.key` and every `<data_dir>/keys/*.pem`.
+fn key_files(data_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = vec![data_dir.join("signing.key")];
+    let dir = data_dir.join("keys");
+    match std::fs::read_dir(&dir) {
+        Ok(entries) => {
+            for entry in entries {
+                let path = entry
+                    .map_err(|e| UserError::new(format!("cannot read `{}`: {e}", dir.display())))?
+                    .path();
+                if path.extension().is_some_and(|ext| ext == "pem") {
+                    files.push(path);
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(
+                UserError::new(format!("cannot read `{}`: {e}", dir.display()))
+                    .hint("run as the server's user, or pass --trusted-key with its public key")
+                    .into(),
+            );
+        }
     }
-    Ok((
-        HashMap::from([(key.kid().to_owned(), key.public_key().to_vec())]),
-        true,
-    ))
+    Ok(files)
+}
+
+/// A key file's PEM; `None` when it does not exist.
+fn read_key_file(path: &Path) -> anyhow::Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(pem) => Ok(Some(pem)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(
+            UserError::new(format!("cannot read `{}`: {e}", path.display()))
+                .hint("run as the server's user, or pass --trusted-key with its public key")
+                .into(),
+        ),
+    }
 }
 
 /// Reads `--trusted-key`: a PEM signing key, or a hex public key.

@@ -289,6 +289,7 @@ async fn audit_verify(a: VerifyArgs) -> anyhow::Result<()> {
                 alg: "EdDSA".into(),
                 public_key: key.public_key().to_vec(),
                 created_at: Timestamp::now(),
+                retired_at: None,
             },
             warrant_server::events::keys_added(key.kid(), Timestamp::now()),
         )

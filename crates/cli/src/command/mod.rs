@@ -10,6 +10,7 @@ use crate::output::OutputFormat;
 mod agent;
 mod audit;
 mod bench;
+mod keys;
 mod kill;
 mod login;
 mod revoke;
@@ -86,6 +87,9 @@ pub enum Command {
     Revoke(revoke::RevokeArgs),
     /// Kill switch: end every matching live task now and revoke its runs (admin)
     Kill(kill::KillArgs),
+    /// Manage the token and checkpoint signing keys (admin)
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Measure audit append and verification speed
     Bench(bench::BenchArgs),
 }
@@ -166,6 +170,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(cmd) => audit::run(&ctx, cmd).await,
         Command::Revoke(args) => revoke::run(&ctx, args).await,
         Command::Kill(args) => kill::run(&ctx, args).await,
+        Command::Keys(cmd) => keys::run(&ctx, cmd).await,
         Command::Bench(args) => bench::run(args).await,
     }
 }

@@ -5,6 +5,7 @@
 
 mod audit;
 mod errors;
+mod keys;
 mod kill;
 mod serve;
 mod util;

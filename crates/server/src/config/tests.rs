@@ -123,3 +123,16 @@ fn load_names_the_file() {
         "{err}"
     );
 }
+
+#[test]
+fn max_delegation_depth_defaults_to_3_and_is_bounded() {
+    let opts = ServeOptions::default();
+    assert_eq!(
+        Config::from_toml("", &opts).unwrap().max_delegation_depth,
+        3
+    );
+    let c = Config::from_toml("[tokens]\nmax_delegation_depth = 1\n", &opts).unwrap();
+    assert_eq!(c.max_delegation_depth, 1);
+    let e = Config::from_toml("[tokens]\nmax_delegation_depth = 99\n", &opts).unwrap_err();
+    assert!(e.contains("tokens.max_delegation_depth"), "{e}");
+}

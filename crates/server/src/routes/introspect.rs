@@ -71,7 +71,7 @@ async fn check(state: &AppState, raw: &str) -> Result<Option<RunToken>, ApiError
         return Ok(None);
     }
     let issuer = &state.issuer;
-    let keys = issuer.jwks(&*state.store).await?;
+    let keys = issuer.jwks(&*state.store, state.clock.now()).await?;
     let token = match Unverified::<RunToken>::new(raw).verify(
         &keys,
         &RunTokenExpectations {

@@ -16,8 +16,10 @@ use crate::state::AppState;
 
 pub(crate) mod agents;
 mod audit;
+pub(crate) mod exchange;
 mod health;
 pub(crate) mod introspect;
+mod keys;
 mod kill;
 mod revocations;
 mod runs;
@@ -47,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tasks/{id}/revoke", post(tasks::revoke))
         .route("/v1/runs/{id}/revoke", post(kill::revoke_run))
         .route("/v1/kill", post(kill::kill))
+        .route(keys::ROTATE_PATH, post(keys::rotate))
         .route("/v1/audit", get(audit::list))
         .route(wellknown::JWKS_PATH, get(wellknown::jwks))
         .route(

@@ -1,5 +1,6 @@
-//! `POST /v1/token`: the OAuth token endpoint. One grant so far, the task
-//! claim (`urn:warrant:grant-type:task-claim`), always with a DPoP proof.
+//! `POST /v1/token`: the OAuth token endpoint. Two grants: the task claim
+//! (`urn:warrant:grant-type:task-claim`) and RFC 8693 token exchange
+//! ([`crate::routes::exchange`]), always with a DPoP proof.
 //!
 //! Every refusal is answered in RFC 6749 §5.2 form and leaves a
 //! `token.refused` audit event naming the failed check (never the claim or
@@ -19,10 +20,13 @@ use warrant_token::{OAuthError, RunId};
 
 use crate::error::ApiError;
 use crate::events::{self, RefusalContext};
+use crate::routes::exchange::{ExchangeRequest, exchange};
 use crate::state::AppState;
 
 /// The task-claim grant type.
 pub const GRANT_TASK_CLAIM: &str = "urn:warrant:grant-type:task-claim";
+/// RFC 8693 token exchange (see [`crate::routes::exchange`]).
+pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// The path of this endpoint (what a proof's `htu` names).
 pub const TOKEN_PATH: &str = "/v1/token";
 /// Longest claim accepted before hashing; real ones are 47 characters.
@@ -122,12 +126,24 @@ pub(crate) fn check_proof(
 }
 
 #[derive(Debug, Serialize)]
-struct TokenResponse {
-    access_token: String,
-    token_type: &'static str,
-    expires_in: i64,
-    run_id: String,
-    task_id: TaskId,
+pub(crate) struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    pub run_id: String,
+    pub task_id: TaskId,
+    /// RFC 8693 §2.2.1, for token exchange only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<&'static str>,
+}
+
+/// The token response with its no-store headers.
+fn token_response(body: TokenResponse) -> Response {
+    let mut response = Json(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
 }
 
 pub async fn token(State(state): State<AppState>, request: Request) -> Response {
@@ -203,12 +219,32 @@ async fn issue(
         )
     })?;
     *grant_type = Some(grant.to_owned());
+    if grant == GRANT_TOKEN_EXCHANGE {
+        let required = |name: &'static str, check: &'static str| -> Result<&str, Refusal> {
+            param(name)?.ok_or_else(|| {
+                Refusal::new(
+                    OAuthError::InvalidRequest,
+                    check,
+                    format!("the parameter `{name}` is required"),
+                )
+            })
+        };
+        let request = ExchangeRequest {
+            subject_token: required("subject_token", "request_subject_token")?,
+            subject_token_type: required("subject_token_type", "request_subject_token_type")?,
+            subject_proof: required("subject_token_dpop", "request_subject_token_dpop")?,
+            scope: param("scope")?,
+            ttl: param("ttl")?,
+        };
+        let body = exchange(state, &headers, request, context).await?;
+        return Ok(token_response(body));
+    }
     if grant != GRANT_TASK_CLAIM {
         return Err(Refusal::new(
             OAuthError::UnsupportedGrantType,
             "grant_type",
             format!(
-                "grant type `{}` is not supported: use `{GRANT_TASK_CLAIM}`",
+                "grant type `{}` is not supported: use `{GRANT_TASK_CLAIM}` or `{GRANT_TOKEN_EXCHANGE}`",
                 grant.chars().take(100).collect::<String>()
             ),
         ));
@@ -267,7 +303,7 @@ async fn issue(
     context.run_id = Some(run_id.to_string());
     let issuer = &state.issuer;
     let minted = mint(
-        issuer.key(),
+        &issuer.key(),
         &MintParams {
             issuer: issuer.issuer(),
             audience: issuer.audience(),
@@ -323,12 +359,9 @@ async fn issue(
         token_type: "DPoP",
         run_id: run.id.to_string(),
         task_id: task.id,
+        issued_token_type: None,
     };
-    let mut response = Json(body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    Ok(response)
+    Ok(token_response(body))
 }
 
 /// A task that has ended, or is past its expiry, starts no run.

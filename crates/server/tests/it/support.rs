@@ -378,11 +378,12 @@ impl TestApp {
             .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let issuer = warrant_server::Issuer::new(
+        let mut issuer = warrant_server::Issuer::new(
             boot.key.clone(),
             &format!("http://{addr}"),
             warrant_token::TrustDomain::parse("warrant.local").unwrap(),
         );
+        issuer.keys_dir = Some(dir.path().join(bootstrap::KEYS_DIR));
         let state = AppState::new(store.clone(), clock, TtlBounds::default(), Arc::new(issuer));
         let (shutdown, stop) = oneshot::channel::<()>();
         let app = router(state.clone());

@@ -187,7 +187,13 @@ async fn discovery_names_the_endpoints_and_publishes_the_signing_key() {
         conf["jwks_uri"],
         format!("{}/.well-known/jwks.json", server.base)
     );
-    assert_eq!(conf["grant_types_supported"], json!([CLAIM_GRANT]));
+    assert_eq!(
+        conf["grant_types_supported"],
+        json!([
+            CLAIM_GRANT,
+            "urn:ietf:params:oauth:grant-type:token-exchange"
+        ])
+    );
     assert_eq!(
         conf["dpop_signing_alg_values_supported"],
         json!(["ES256", "EdDSA"])

@@ -29,7 +29,6 @@ async fn the_reaper_ends_expired_tasks_by_the_injected_clock() {
 
     let workers = Workers::spawn(
         app.state.clone(),
-        app.key.clone(),
         WorkerSettings {
             reaper_interval: Duration::from_millis(20),
             checkpoint_every: 1000,

@@ -856,6 +856,7 @@ pub async fn checkpoints_and_public_keys_round_trip(store: Arc<dyn Store>) {
         alg: "EdDSA".into(),
         public_key: key.public_key().to_vec(),
         created_at: t0(),
+        retired_at: None,
     };
     let added = store
         .put_public_key(&record, key_event(key.kid()))
@@ -870,6 +871,7 @@ pub async fn checkpoints_and_public_keys_round_trip(store: Arc<dyn Store>) {
             .put_public_key(
                 &PublicKeyRecord {
                     created_at: t0() + mins(5),
+                    retired_at: None,
                     ..record.clone()
                 },
                 key_event(key.kid()),
@@ -889,6 +891,7 @@ pub async fn checkpoints_and_public_keys_round_trip(store: Arc<dyn Store>) {
         alg: "EdDSA".into(),
         public_key: other.public_key().to_vec(),
         created_at: t0() + mins(1),
+        retired_at: None,
     };
     let added = store
         .put_public_key(&other_record, key_event(other.kid()))
@@ -1135,6 +1138,7 @@ pub async fn audit_tables_refuse_update_and_delete(db: &Db) {
                 alg: "EdDSA".into(),
                 public_key: key.public_key().to_vec(),
                 created_at: t0(),
+                retired_at: None,
             },
             key_event(key.kid()),
         )
@@ -1646,5 +1650,148 @@ pub async fn revoking_a_run_leaves_its_task_live(store: Arc<dyn Store>) {
     let rows = store.revocations_after(rows[0].id, 100).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].kind, RevocationKind::Task);
+    verify(&store).await;
+}
+
+pub async fn key_rotation_retires_the_old_key_atomically(store: Arc<dyn Store>) {
+    let old = SigningKey::generate().unwrap();
+    let old_record = PublicKeyRecord {
+        kid: old.kid().to_owned(),
+        alg: "EdDSA".into(),
+        public_key: old.public_key().to_vec(),
+        created_at: t0(),
+        retired_at: None,
+    };
+    store
+        .put_public_key(&old_record, key_event(old.kid()))
+        .await
+        .unwrap()
+        .unwrap();
+    let new = SigningKey::generate().unwrap();
+    let new_record = PublicKeyRecord {
+        kid: new.kid().to_owned(),
+        alg: "EdDSA".into(),
+        public_key: new.public_key().to_vec(),
+        created_at: t0() + mins(3),
+        retired_at: None,
+    };
+    let rotated = NewEvent {
+        data: json!({"kid": new.kid(), "previous": [old.kid()]}),
+        ..event("keys.rotated", &format!("key:{}", new.kid()), None)
+    };
+    let events = store
+        .rotate_public_key(
+            &new_record,
+            &[old.kid().to_owned()],
+            vec![key_event(new.kid()), rotated.clone()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(),
+        ["keys.added", "keys.rotated"]
+    );
+    let keys = store.list_public_keys().await.unwrap();
+    assert_eq!(
+        keys,
+        vec![
+            PublicKeyRecord {
+                retired_at: Some(t0() + mins(3)),
+                ..old_record
+            },
+            new_record.clone()
+        ]
+    );
+    // Recording the same kid again is a conflict and writes nothing.
+    let head = head_seq(&store).await;
+    let again = store
+        .rotate_public_key(&new_record, &[], vec![rotated])
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    assert_eq!(head_seq(&store).await, head);
+    assert_eq!(store.list_public_keys().await.unwrap(), keys);
+}
+
+pub async fn child_runs_start_under_a_live_parent_and_are_revoked_with_it(store: Arc<dyn Store>) {
+    seed(&store).await;
+    let (t, c) = task_with_claim(&store, 9).await;
+    let now = t0() + mins(1);
+    let root = run_for(&t, "jkt-root", now);
+    store
+        .redeem_claim(&c.hash, &root, now, run_event(&root))
+        .await
+        .unwrap();
+    let child = Run {
+        parent_run_id: Some(root.id),
+        depth: 1,
+        ..run_for(&t, "jkt-child", now)
+    };
+    store
+        .start_child_run(&child, now, run_event(&child))
+        .await
+        .unwrap();
+    let grandchild = Run {
+        parent_run_id: Some(child.id),
+        depth: 2,
+        ..run_for(&t, "jkt-grandchild", now)
+    };
+    store
+        .start_child_run(&grandchild, now, run_event(&grandchild))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_run(grandchild.id).await.unwrap(),
+        Some(grandchild.clone())
+    );
+
+    // An unknown parent: refused, nothing written.
+    let before = head_seq(&store).await;
+    let orphan = Run {
+        parent_run_id: Some(uuid::Uuid::now_v7()),
+        depth: 1,
+        ..run_for(&t, "jkt-orphan", now)
+    };
+    assert!(matches!(
+        store
+            .start_child_run(&orphan, now, run_event(&orphan))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(head_seq(&store).await, before);
+
+    // Revoking the child revokes the grandchild, not the root.
+    store
+        .revoke_run(child.id, "revoked", now, run_event(&child))
+        .await
+        .unwrap();
+    let state = |id| {
+        let store = store.clone();
+        async move { store.get_run(id).await.unwrap().unwrap().state }
+    };
+    assert_eq!(state(child.id).await, RunState::Revoked);
+    assert_eq!(state(grandchild.id).await, RunState::Revoked);
+    assert_eq!(state(root.id).await, RunState::Live);
+    let revoked: HashSet<uuid::Uuid> = store
+        .revocations_after(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.subject_id)
+        .collect();
+    assert_eq!(revoked, HashSet::from([child.id, grandchild.id]));
+
+    // A revoked parent starts no child; nothing is written.
+    let late = Run {
+        parent_run_id: Some(child.id),
+        depth: 2,
+        ..run_for(&t, "jkt-late", now)
+    };
+    let before = head_seq(&store).await;
+    assert!(matches!(
+        store.start_child_run(&late, now, run_event(&late)).await,
+        Err(StoreError::InvalidState(_))
+    ));
+    assert_eq!(head_seq(&store).await, before);
+    assert_eq!(store.get_run(late.id).await.unwrap(), None);
     verify(&store).await;
 }

@@ -93,6 +93,7 @@ conformance! {
         audit_chain_of_many_events_verifies,
         list_audit_filters_and_pages,
         checkpoints_and_public_keys_round_trip,
+        key_rotation_retires_the_old_key_atomically,
         concurrent_appends_form_one_gapless_chain,
         group_committer_batches_into_one_chain,
         group_committer_fails_every_caller_when_the_store_is_closed,
@@ -103,6 +104,7 @@ conformance! {
         ending_a_task_revokes_its_runs,
         task_ends_write_revocations_in_order,
         revoking_a_run_leaves_its_task_live,
+        child_runs_start_under_a_live_parent_and_are_revoked_with_it,
     ],
     db: [
         two_stores_on_one_database_form_one_chain,
