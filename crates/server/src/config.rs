@@ -62,6 +62,9 @@ pub struct Config {
     /// `tokens.max_delegation_depth`: how many token-exchange hops a chain
     /// may have below the run that redeemed the claim (default 3).
     pub max_delegation_depth: u32,
+    /// `[[issuers]]`: outside issuers whose workload tokens the RFC 7523
+    /// jwt-bearer grant accepts, keyed by their exact `iss`.
+    pub issuers: Vec<warrant_identity::IssuerConfig>,
 }
 
 /// An agent declared in the config file.
@@ -91,6 +94,8 @@ struct RawConfig {
     tokens: RawTokens,
     #[serde(default)]
     agents: Vec<RawAgent>,
+    #[serde(default)]
+    issuers: Vec<warrant_identity::IssuerConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -285,6 +290,21 @@ impl Config {
             });
         }
 
+        let mut seen_issuers = HashSet::new();
+        for (i, issuer) in raw.issuers.iter().enumerate() {
+            if !matches!(issuer.role, warrant_identity::IssuerRole::Workload(_)) {
+                return Err(format!(
+                    "`issuers[{i}]`: only `[workload]` issuers are supported (human sign-in is not yet)"
+                ));
+            }
+            if !seen_issuers.insert(issuer.issuer.as_str()) {
+                return Err(format!(
+                    "`issuers[{i}]`: issuer `{}` is declared twice",
+                    shown(&issuer.issuer)
+                ));
+            }
+        }
+
         Ok(Config {
             trust_domain,
             public_url,
@@ -299,6 +319,7 @@ impl Config {
             request_timeout,
             agents,
             max_delegation_depth,
+            issuers: raw.issuers,
         })
     }
 }

@@ -42,6 +42,9 @@ pub struct Issuer {
     pub run_token_ttl: SignedDuration,
     /// Token-exchange hops allowed (`tokens.max_delegation_depth`).
     pub max_delegation_depth: u32,
+    /// Workload issuers for the jwt-bearer grant, by exact `iss`, each
+    /// with its own JWKS cache.
+    pub workload_issuers: std::collections::HashMap<String, warrant_identity::Issuer>,
 }
 
 impl Issuer {
@@ -58,6 +61,7 @@ impl Issuer {
             claim_ttl: CLAIM_TTL,
             run_token_ttl: warrant_token::run::DEFAULT_RUN_TOKEN_TTL,
             max_delegation_depth: DEFAULT_MAX_DELEGATION_DEPTH,
+            workload_issuers: std::collections::HashMap::new(),
         }
     }
 

@@ -165,6 +165,15 @@ async fn run(
     let mut issuer = Issuer::new(boot.key.clone(), &public_url, trust_domain);
     issuer.keys_dir = Some(config.data_dir.join(bootstrap::KEYS_DIR));
     issuer.max_delegation_depth = config.max_delegation_depth;
+    for conf in &config.issuers {
+        let name = conf.issuer.clone();
+        let workload = warrant_identity::Issuer::new(conf.clone()).map_err(|e| {
+            ServerError::Config(ConfigError::Options(format!(
+                "issuer `{name}`: cannot build its HTTP client: {e}"
+            )))
+        })?;
+        issuer.workload_issuers.insert(name, workload);
+    }
     let issuer = Arc::new(issuer);
     let mut state = AppState::new(store.clone(), clock.clone(), config.ttl, issuer);
     state.request_timeout = config.request_timeout;

@@ -297,6 +297,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: Timestamp,
         event: NewEvent,
     ) -> Result<(Task, Event), StoreError>;
+    /// Starts a run with no claim (the RFC 7523 jwt-bearer grant, whose
+    /// assertion the caller has verified): creates `run`, moves its task
+    /// from `pending` to `active`, and appends `event`, in one transaction.
+    /// `NotFound` for an unknown task, `InvalidState` (writing nothing) for
+    /// a task that has ended or expired at `now`. Returns the task as it
+    /// now is.
+    async fn start_run(
+        &self,
+        run: &Run,
+        now: Timestamp,
+        event: NewEvent,
+    ) -> Result<(Task, Event), StoreError>;
     /// Starts a delegated (token-exchange) run: `run.parent_run_id` must
     /// name a run of the same task that is live at `now`, and the task must
     /// be open at `now`; `run` is inserted and `event` appended in one

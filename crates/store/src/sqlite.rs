@@ -626,18 +626,22 @@ async fn claim_in(
 /// INVARIANT: the claim row is locked first (a concurrent redeemer waits
 /// here and then sees `used_at` set), then the task row, then the audit
 /// head, the same order every other writer takes them in.
+/// With `hash: None` (the jwt-bearer grant) there is no claim: only the
+/// task checks, its activation, the run and the event.
 async fn redeem_claim_tx(
     conn: &mut SqliteConnection,
-    hash: &Hash,
+    hash: Option<&Hash>,
     run: &Run,
     now: Timestamp,
     event: NewEvent,
 ) -> Result<(Task, Event), StoreError> {
-    let Some(claim) = claim_in(conn, hash, true).await? else {
-        return Err(StoreError::NotFound("claim".into()));
-    };
-    if let Some(refusal) = claim_refusal(&claim, run.task_id, now) {
-        return Err(refusal);
+    if let Some(hash) = hash {
+        let Some(claim) = claim_in(conn, hash, true).await? else {
+            return Err(StoreError::NotFound("claim".into()));
+        };
+        if let Some(refusal) = claim_refusal(&claim, run.task_id, now) {
+            return Err(refusal);
+        }
     }
     let Some(task) = task_in(conn, run.task_id).await? else {
         return Err(StoreError::NotFound(format!("task `{}`", run.task_id)));
@@ -645,21 +649,23 @@ async fn redeem_claim_tx(
     if let Some(refusal) = task_refusal(&task, now) {
         return Err(refusal);
     }
-    // Single use even without the lock above: only an unused claim moves.
-    let used = sqlx::query(
-        "UPDATE task_claims SET used_at = $2 \
-         WHERE claim_hash = $1 AND used_at IS NULL AND expires_at > $2",
-    )
-    .bind(hash.as_slice())
-    .bind(to_us(now))
-    .execute(&mut *conn)
-    .await
-    .map_err(sqlx_error)?
-    .rows_affected();
-    if used != 1 {
-        return Err(StoreError::InvalidState(
-            "the claim was already used".into(),
-        ));
+    if let Some(hash) = hash {
+        // Single use even without the lock above: only an unused claim moves.
+        let used = sqlx::query(
+            "UPDATE task_claims SET used_at = $2 \
+             WHERE claim_hash = $1 AND used_at IS NULL AND expires_at > $2",
+        )
+        .bind(hash.as_slice())
+        .bind(to_us(now))
+        .execute(&mut *conn)
+        .await
+        .map_err(sqlx_error)?
+        .rows_affected();
+        if used != 1 {
+            return Err(StoreError::InvalidState(
+                "the claim was already used".into(),
+            ));
+        }
     }
     sqlx::query("UPDATE tasks SET state = 'active' WHERE id = $1 AND state = 'pending'")
         .bind(run.task_id.to_string())
@@ -932,7 +938,19 @@ impl Store for SqliteStore {
     ) -> Result<(Task, Event), StoreError> {
         let _write = self.write.lock().await;
         let mut tx = self.begin().await?;
-        let result = redeem_claim_tx(&mut tx, hash, run, now, event).await;
+        let result = redeem_claim_tx(&mut tx, Some(hash), run, now, event).await;
+        finish(tx, result).await
+    }
+
+    async fn start_run(
+        &self,
+        run: &Run,
+        now: Timestamp,
+        event: NewEvent,
+    ) -> Result<(Task, Event), StoreError> {
+        let _write = self.write.lock().await;
+        let mut tx = self.begin().await?;
+        let result = redeem_claim_tx(&mut tx, None, run, now, event).await;
         finish(tx, result).await
     }
 

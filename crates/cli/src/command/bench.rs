@@ -30,6 +30,20 @@ enum Which {
     AuditAppend(AppendArgs),
     /// `warrant audit verify` speed on a store with many events.
     AuditVerify(VerifyArgs),
+    /// Run-token issuance (claim grant) and the cost of DPoP + run-token
+    /// verification per request, against an in-process server.
+    Token(TokenArgs),
+}
+
+#[derive(Args, Debug)]
+struct TokenArgs {
+    /// Claim-grant redemptions to time (one task each, sequential).
+    #[arg(long, default_value_t = 500)]
+    issuances: usize,
+    /// Requests to time for each of `GET /v1/runs/me` (DPoP) and
+    /// `GET /v1/users/me` (bearer API token), sequential.
+    #[arg(long, default_value_t = 2_000)]
+    requests: usize,
 }
 
 #[derive(Args, Debug)]
@@ -67,8 +81,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.which {
         Which::AuditAppend(a) => audit_append(a).await,
         Which::AuditVerify(a) => audit_verify(a).await,
+        Which::Token(a) => token::run(a).await,
     }
 }
+
+mod token;
 
 /// A scratch store: a temp SQLite file (removed on drop) or the given URL.
 struct Scratch {
@@ -122,15 +139,15 @@ fn sample_event(i: usize) -> NewEvent {
     }
 }
 
-struct Sample {
-    mode: String,
-    events: usize,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
+pub(super) struct Sample {
+    pub(super) mode: String,
+    pub(super) events: usize,
+    pub(super) elapsed: Duration,
+    pub(super) latencies: Vec<Duration>,
 }
 
 impl Sample {
-    fn print(&mut self) {
+    pub(super) fn print(&mut self) {
         self.latencies.sort_unstable();
         let pct = |p: f64| {
             let n = self.latencies.len();
@@ -141,7 +158,7 @@ impl Sample {
         };
         let rate = self.events as f64 / self.elapsed.as_secs_f64();
         println!(
-            "{:<36} {:>8} events  {:>9.0} events/s  p50 {:>8.3} ms  p99 {:>8.3} ms  max {:>8.3} ms",
+            "{:<44} {:>6} ops  {:>8.0} ops/s  p50 {:>8.3} ms  p99 {:>8.3} ms  max {:>8.3} ms",
             self.mode,
             self.events,
             rate,

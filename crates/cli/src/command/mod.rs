@@ -90,7 +90,7 @@ pub enum Command {
     /// Manage the token and checkpoint signing keys (admin)
     #[command(subcommand)]
     Keys(keys::KeysCommand),
-    /// Measure audit append and verification speed
+    /// Measure audit append and verification speed, and run-token issuance
     Bench(bench::BenchArgs),
 }
 

@@ -136,3 +136,52 @@ fn max_delegation_depth_defaults_to_3_and_is_bounded() {
     let e = Config::from_toml("[tokens]\nmax_delegation_depth = 99\n", &opts).unwrap_err();
     assert!(e.contains("tokens.max_delegation_depth"), "{e}");
 }
+
+const WORKLOAD_ISSUER: &str = r#"
+[[issuers]]
+issuer = "https://token.actions.githubusercontent.com"
+discovery = true
+audiences = ["https://warrant.example.com"]
+algorithms = ["RS256"]
+max_clock_skew = "60s"
+jwks_ttl = "10m"
+jwks_max_staleness = "1h"
+[issuers.workload]
+repository_claim = "repository"
+ref_claim = "ref"
+required = { repository_owner = "acme" }
+"#;
+
+#[test]
+fn workload_issuers_parse_into_the_typed_config() {
+    let c = parse(WORKLOAD_ISSUER).unwrap();
+    assert_eq!(c.issuers.len(), 1);
+    assert_eq!(
+        c.issuers[0].issuer,
+        "https://token.actions.githubusercontent.com"
+    );
+    assert!(parse("").unwrap().issuers.is_empty());
+}
+
+#[test]
+fn bad_duplicate_and_human_issuers_are_refused() {
+    let twice = format!("{WORKLOAD_ISSUER}{WORKLOAD_ISSUER}");
+    let e = parse(&twice).unwrap_err();
+    assert!(e.contains("declared twice"), "{e}");
+    let human = r#"
+[[issuers]]
+issuer = "https://idp.example.com"
+discovery = true
+audiences = ["warrant"]
+algorithms = ["RS256"]
+[issuers.human]
+user_claim = "preferred_username"
+"#;
+    let e = parse(human).unwrap_err();
+    assert!(e.contains("`issuers[0]`"), "{e}");
+    // The identity crate's own checks apply: never HMAC, http only on loopback.
+    let hmac = WORKLOAD_ISSUER.replace("RS256", "HS256");
+    assert!(parse(&hmac).is_err());
+    let http = WORKLOAD_ISSUER.replace("https://token", "http://token");
+    assert!(parse(&http).is_err());
+}

@@ -19,6 +19,7 @@ mod audit;
 pub(crate) mod exchange;
 mod health;
 pub(crate) mod introspect;
+pub(crate) mod jwt_bearer;
 mod keys;
 mod kill;
 mod revocations;

@@ -1,5 +1,6 @@
-//! `POST /v1/token`: the OAuth token endpoint. Two grants: the task claim
-//! (`urn:warrant:grant-type:task-claim`) and RFC 8693 token exchange
+//! `POST /v1/token`: the OAuth token endpoint. Three grants: the task claim
+//! (`urn:warrant:grant-type:task-claim`), an RFC 7523 workload JWT
+//! ([`crate::routes::jwt_bearer`]) and RFC 8693 token exchange
 //! ([`crate::routes::exchange`]), always with a DPoP proof.
 //!
 //! Every refusal is answered in RFC 6749 §5.2 form and leaves a
@@ -21,10 +22,13 @@ use warrant_token::{OAuthError, RunId};
 use crate::error::ApiError;
 use crate::events::{self, RefusalContext};
 use crate::routes::exchange::{ExchangeRequest, exchange};
+use crate::routes::jwt_bearer::{JwtBearerRequest, jwt_bearer};
 use crate::state::AppState;
 
 /// The task-claim grant type.
 pub const GRANT_TASK_CLAIM: &str = "urn:warrant:grant-type:task-claim";
+/// RFC 7523 workload JWT (see [`crate::routes::jwt_bearer`]).
+pub const GRANT_JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// RFC 8693 token exchange (see [`crate::routes::exchange`]).
 pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// The path of this endpoint (what a proof's `htu` names).
@@ -138,7 +142,7 @@ pub(crate) struct TokenResponse {
 }
 
 /// The token response with its no-store headers.
-fn token_response(body: TokenResponse) -> Response {
+pub(crate) fn token_response(body: TokenResponse) -> Response {
     let mut response = Json(body).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -239,12 +243,29 @@ async fn issue(
         let body = exchange(state, &headers, request, context).await?;
         return Ok(token_response(body));
     }
+    if grant == GRANT_JWT_BEARER {
+        let required = |name: &'static str, check: &'static str| -> Result<&str, Refusal> {
+            param(name)?.ok_or_else(|| {
+                Refusal::new(
+                    OAuthError::InvalidRequest,
+                    check,
+                    format!("the parameter `{name}` is required"),
+                )
+            })
+        };
+        let request = JwtBearerRequest {
+            assertion: required("assertion", "request_assertion")?,
+            task_id: required("task_id", "request_task_id")?,
+        };
+        let body = jwt_bearer(state, &headers, request, context).await?;
+        return Ok(token_response(body));
+    }
     if grant != GRANT_TASK_CLAIM {
         return Err(Refusal::new(
             OAuthError::UnsupportedGrantType,
             "grant_type",
             format!(
-                "grant type `{}` is not supported: use `{GRANT_TASK_CLAIM}` or `{GRANT_TOKEN_EXCHANGE}`",
+                "grant type `{}` is not supported: use `{GRANT_TASK_CLAIM}`, `{GRANT_JWT_BEARER}` or `{GRANT_TOKEN_EXCHANGE}`",
                 grant.chars().take(100).collect::<String>()
             ),
         ));
@@ -365,7 +386,7 @@ async fn issue(
 }
 
 /// A task that has ended, or is past its expiry, starts no run.
-fn check_task_open(task: &Task, now: jiff::Timestamp) -> Result<(), Refusal> {
+pub(crate) fn check_task_open(task: &Task, now: jiff::Timestamp) -> Result<(), Refusal> {
     if !task.is_live() {
         return Err(Refusal::new(
             OAuthError::InvalidGrant,

@@ -15,3 +15,4 @@ mod support;
 mod tokens;
 mod unavailable;
 mod workers;
+mod workload;

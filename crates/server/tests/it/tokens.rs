@@ -191,6 +191,7 @@ async fn discovery_names_the_endpoints_and_publishes_the_signing_key() {
         conf["grant_types_supported"],
         json!([
             CLAIM_GRANT,
+            "urn:ietf:params:oauth:grant-type:jwt-bearer",
             "urn:ietf:params:oauth:grant-type:token-exchange"
         ])
     );

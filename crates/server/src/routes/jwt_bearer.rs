@@ -1,0 +1,167 @@
+//! The RFC 7523 jwt-bearer grant: a workload token from a configured
+//! `[[issuers]]` entry (a CI OIDC token or a SPIFFE JWT-SVID) as
+//! `assertion`, the task it acts for as `task_id`, and a DPoP proof of the
+//! run's new key. The issuer is picked by the token's (unverified) `iss`;
+//! `warrant_identity::verify_workload_token` then checks the signature
+//! against that issuer's cached JWKS (refused past its staleness bound),
+//! `aud`, time claims and the claim rules binding it to the task. Only then
+//! is the run created (the task goes `active`) and a run token minted.
+//!
+//! Every refusal is `invalid_grant` (RFC 7523 §3.1) except malformed
+//! requests and DPoP failures, and is audited by the caller as
+//! `token.refused` with the failed check.
+
+use axum::http::HeaderMap;
+use warrant_core::TaskId;
+use warrant_identity::{peek_issuer, verify_workload_token};
+use warrant_store::{Run, RunState, StoreError};
+use warrant_token::run::{MintParams, mint};
+use warrant_token::{OAuthError, RunId};
+
+use crate::events::{self, RefusalContext};
+use crate::routes::token::{
+    GRANT_JWT_BEARER, Refusal, TOKEN_PATH, TokenResponse, check_proof, check_task_open, dpop_header,
+};
+use crate::state::AppState;
+
+/// The grant's parameters.
+pub(crate) struct JwtBearerRequest<'a> {
+    pub assertion: &'a str,
+    pub task_id: &'a str,
+}
+
+pub(crate) async fn jwt_bearer(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: JwtBearerRequest<'_>,
+    context: &mut RefusalContext,
+) -> Result<TokenResponse, Refusal> {
+    let task_id: TaskId = request.task_id.parse().map_err(|_| {
+        Refusal::new(
+            OAuthError::InvalidRequest,
+            "request_task_id",
+            "the parameter `task_id` is not a task id",
+        )
+    })?;
+    context.task_id = Some(task_id.to_string());
+
+    let proof = dpop_header(headers)?;
+    let proof = check_proof(state, proof, "POST", TOKEN_PATH, None)?;
+    context.jkt = Some(proof.jkt.clone());
+    state
+        .issuer
+        .replay
+        .check_and_remember(&proof, &*state.clock)
+        .map_err(|e| Refusal::dpop(&e))?;
+
+    let identity = |e: warrant_identity::IdentityError| {
+        Refusal::new(e.oauth_error(), e.check(), e.to_string())
+    };
+    let iss = peek_issuer(request.assertion).map_err(identity)?;
+    let issuer = state.issuer.workload_issuers.get(&iss).ok_or_else(|| {
+        Refusal::new(
+            OAuthError::InvalidGrant,
+            "issuer_unknown",
+            format!(
+                "issuer `{}` is not a configured workload issuer",
+                iss.chars().take(100).collect::<String>()
+            ),
+        )
+    })?;
+    let task = state
+        .store
+        .get_task(task_id)
+        .await
+        .map_err(|e| Refusal::store(&e))?
+        .ok_or_else(|| {
+            Refusal::new(
+                OAuthError::InvalidGrant,
+                "task_unknown",
+                format!("task `{task_id}` does not exist"),
+            )
+        })?;
+    let now = state.now();
+    check_task_open(&task, now)?;
+    let principal = verify_workload_token(request.assertion, issuer, &task, &*state.clock)
+        .await
+        .map_err(identity)?;
+
+    let run_id = RunId::at(now);
+    context.run_id = Some(run_id.to_string());
+    let ours = &state.issuer;
+    let minted = mint(
+        &ours.key(),
+        &MintParams {
+            issuer: ours.issuer(),
+            audience: ours.audience(),
+            trust_domain: &ours.trust_domain,
+            run: run_id,
+            task: &task,
+            jkt: &proof.jkt,
+            ttl: ours.run_token_ttl,
+            scope: None,
+            act: None,
+        },
+        &*state.clock,
+    )
+    .map_err(|e| Refusal::new(e.oauth_error(), "mint", e.to_string()))?;
+    let expires_at = minted.claims.expires_at().ok_or_else(|| {
+        Refusal::new(
+            OAuthError::ServerError,
+            "mint",
+            "the token expiry is out of range",
+        )
+    })?;
+    let run = Run {
+        id: run_id.0,
+        task_id: task.id,
+        agent: task.agent.clone(),
+        jkt: proof.jkt.clone(),
+        parent_run_id: None,
+        depth: 0,
+        state: RunState::Live,
+        created_at: now,
+        expires_at,
+    };
+    let mut event = events::run_started(
+        &run,
+        &minted.claims.sub,
+        GRANT_JWT_BEARER,
+        &minted.claims.jti,
+        minted.claims.exp,
+        now,
+    );
+    if let Some(data) = event.data.as_object_mut() {
+        data.insert(
+            "workload".to_owned(),
+            serde_json::json!({
+                "issuer": principal.issuer,
+                "subject": principal.subject,
+                "repository": principal.repository,
+                "branch": principal.branch,
+                "jti": principal.jti,
+            }),
+        );
+    }
+    match state.store.start_run(&run, now, event).await {
+        Ok(_) => {}
+        // The task ended or expired meanwhile.
+        Err(StoreError::InvalidState(_) | StoreError::NotFound(_)) => {
+            return Err(Refusal::new(
+                OAuthError::InvalidGrant,
+                "task_ended",
+                format!("task `{}` has ended", task.id),
+            ));
+        }
+        Err(e) => return Err(Refusal::store(&e)),
+    }
+    tracing::info!(run = %run.id, task = %task.id, agent = %task.agent, issuer = %principal.issuer, "run started by workload token");
+    Ok(TokenResponse {
+        expires_in: minted.claims.exp.saturating_sub(now.as_second()),
+        access_token: minted.token,
+        token_type: "DPoP",
+        run_id: run.id.to_string(),
+        task_id: task.id,
+        issued_token_type: None,
+    })
+}
