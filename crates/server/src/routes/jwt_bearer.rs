@@ -14,13 +14,13 @@
 use axum::http::HeaderMap;
 use warrant_core::TaskId;
 use warrant_identity::{peek_issuer, verify_workload_token};
-use warrant_store::{Run, RunState, StoreError};
-use warrant_token::run::{MintParams, mint};
+use warrant_store::StoreError;
 use warrant_token::{OAuthError, RunId};
 
 use crate::events::{self, RefusalContext};
 use crate::routes::token::{
-    GRANT_JWT_BEARER, Refusal, TOKEN_PATH, TokenResponse, check_proof, check_task_open, dpop_header,
+    GRANT_JWT_BEARER, Refusal, TOKEN_PATH, TokenResponse, check_proof, check_task_open,
+    dpop_header, mint_root_run,
 };
 use crate::state::AppState;
 
@@ -88,41 +88,7 @@ pub(crate) async fn jwt_bearer(
 
     let run_id = RunId::at(now);
     context.run_id = Some(run_id.to_string());
-    let ours = &state.issuer;
-    let minted = mint(
-        &ours.key(),
-        &MintParams {
-            issuer: ours.issuer(),
-            audience: ours.audience(),
-            trust_domain: &ours.trust_domain,
-            run: run_id,
-            task: &task,
-            jkt: &proof.jkt,
-            ttl: ours.run_token_ttl,
-            scope: None,
-            act: None,
-        },
-        &*state.clock,
-    )
-    .map_err(|e| Refusal::new(e.oauth_error(), "mint", e.to_string()))?;
-    let expires_at = minted.claims.expires_at().ok_or_else(|| {
-        Refusal::new(
-            OAuthError::ServerError,
-            "mint",
-            "the token expiry is out of range",
-        )
-    })?;
-    let run = Run {
-        id: run_id.0,
-        task_id: task.id,
-        agent: task.agent.clone(),
-        jkt: proof.jkt.clone(),
-        parent_run_id: None,
-        depth: 0,
-        state: RunState::Live,
-        created_at: now,
-        expires_at,
-    };
+    let (minted, run) = mint_root_run(state, &task, run_id, &proof.jkt, now)?;
     let mut event = events::run_started(
         &run,
         &minted.claims.sub,

@@ -322,41 +322,7 @@ async fn issue(
 
     let run_id = RunId::at(now);
     context.run_id = Some(run_id.to_string());
-    let issuer = &state.issuer;
-    let minted = mint(
-        &issuer.key(),
-        &MintParams {
-            issuer: issuer.issuer(),
-            audience: issuer.audience(),
-            trust_domain: &issuer.trust_domain,
-            run: run_id,
-            task: &task,
-            jkt: &proof.jkt,
-            ttl: issuer.run_token_ttl,
-            scope: None,
-            act: None,
-        },
-        &*state.clock,
-    )
-    .map_err(|e| Refusal::new(e.oauth_error(), "mint", e.to_string()))?;
-    let expires_at = minted.claims.expires_at().ok_or_else(|| {
-        Refusal::new(
-            OAuthError::ServerError,
-            "mint",
-            "the token expiry is out of range",
-        )
-    })?;
-    let run = Run {
-        id: run_id.0,
-        task_id: task.id,
-        agent: task.agent.clone(),
-        jkt: proof.jkt.clone(),
-        parent_run_id: None,
-        depth: 0,
-        state: RunState::Live,
-        created_at: now,
-        expires_at,
-    };
+    let (minted, run) = mint_root_run(state, &task, run_id, &proof.jkt, now)?;
     let event = events::run_started(
         &run,
         &minted.claims.sub,
@@ -402,4 +368,52 @@ pub(crate) fn check_task_open(task: &Task, now: jiff::Timestamp) -> Result<(), R
         ));
     }
     Ok(())
+}
+
+/// Mints the token of a new root run (no parent) for `task`, bound to the
+/// proof key `jkt`, and the run record that goes with it. Shared by the
+/// claim and jwt-bearer grants.
+pub(crate) fn mint_root_run(
+    state: &AppState,
+    task: &Task,
+    run_id: RunId,
+    jkt: &str,
+    now: jiff::Timestamp,
+) -> Result<(warrant_token::run::Minted, Run), Refusal> {
+    let issuer = &state.issuer;
+    let minted = mint(
+        &issuer.key(),
+        &MintParams {
+            issuer: issuer.issuer(),
+            audience: issuer.audience(),
+            trust_domain: &issuer.trust_domain,
+            run: run_id,
+            task,
+            jkt,
+            ttl: issuer.run_token_ttl,
+            scope: None,
+            act: None,
+        },
+        &*state.clock,
+    )
+    .map_err(|e| Refusal::new(e.oauth_error(), "mint", e.to_string()))?;
+    let expires_at = minted.claims.expires_at().ok_or_else(|| {
+        Refusal::new(
+            OAuthError::ServerError,
+            "mint",
+            "the token expiry is out of range",
+        )
+    })?;
+    let run = Run {
+        id: run_id.0,
+        task_id: task.id,
+        agent: task.agent.clone(),
+        jkt: jkt.to_owned(),
+        parent_run_id: None,
+        depth: 0,
+        state: RunState::Live,
+        created_at: now,
+        expires_at,
+    };
+    Ok((minted, run))
 }
