@@ -62,8 +62,9 @@ pub struct Config {
     /// `tokens.max_delegation_depth`: how many token-exchange hops a chain
     /// may have below the run that redeemed the claim (default 3).
     pub max_delegation_depth: u32,
-    /// `[[issuers]]`: outside issuers whose workload tokens the RFC 7523
-    /// jwt-bearer grant accepts, keyed by their exact `iss`.
+    /// `[[issuers]]`: outside issuers, each unique by its exact `iss`:
+    /// `[workload]` ones for the RFC 7523 jwt-bearer grant, `[human]` ones
+    /// whose ID tokens sign users in to the API.
     pub issuers: Vec<warrant_identity::IssuerConfig>,
 }
 
@@ -292,11 +293,6 @@ impl Config {
 
         let mut seen_issuers = HashSet::new();
         for (i, issuer) in raw.issuers.iter().enumerate() {
-            if !matches!(issuer.role, warrant_identity::IssuerRole::Workload(_)) {
-                return Err(format!(
-                    "`issuers[{i}]`: only `[workload]` issuers are supported (human sign-in is not yet)"
-                ));
-            }
             if !seen_issuers.insert(issuer.issuer.as_str()) {
                 return Err(format!(
                     "`issuers[{i}]`: issuer `{}` is declared twice",

@@ -78,6 +78,24 @@ pub enum ApiError {
     Unauthenticated(&'static str),
     #[error("{0}")]
     Forbidden(&'static str),
+    /// An OpenID Connect ID token presented as the API credential was not
+    /// accepted (signature, issuer, audience, expiry, claim rules).
+    #[error(
+        "the ID token is not accepted: {0}; sign in again with your identity provider and send the new ID token as `Authorization: Bearer <token>`"
+    )]
+    InvalidIdToken(String),
+    /// The identity provider's keys cannot be fetched (fresh enough): its
+    /// ID tokens are refused until they can.
+    #[error(
+        "the identity provider's keys cannot be fetched: sign-in with it is refused until they can; retry later"
+    )]
+    IdentityUnavailable,
+    /// An ID token names a user that exists but is not linked to that
+    /// identity (a local user, or another identity provider's).
+    #[error(
+        "user `{0}` already exists and is not linked to this sign-in identity: sign in with the identity it was created for, or ask an admin"
+    )]
+    IdentityConflict(String),
     /// Any store error. Only `Unavailable` and `Rejected` are expected
     /// here: handlers turn the `NotFound`/`Conflict`/`InvalidState` cases
     /// they anticipate into specific variants first, so one reaching this
@@ -173,6 +191,17 @@ impl ApiError {
                 kind(S::UNAUTHORIZED, "unauthenticated", "unauthenticated")
             }
             ApiError::Forbidden(_) => kind(S::FORBIDDEN, "forbidden", "forbidden"),
+            ApiError::InvalidIdToken(_) => {
+                kind(S::UNAUTHORIZED, "invalid_id_token", "ID token not accepted")
+            }
+            ApiError::IdentityUnavailable => kind(
+                S::SERVICE_UNAVAILABLE,
+                "identity_unavailable",
+                "identity provider unavailable",
+            ),
+            ApiError::IdentityConflict(_) => {
+                kind(S::FORBIDDEN, "identity_conflict", "identity not linked")
+            }
             ApiError::Store(StoreError::Unavailable(_)) => kind(
                 S::SERVICE_UNAVAILABLE,
                 "store_unavailable",

@@ -231,6 +231,30 @@ pub fn run_started(
     }
 }
 
+/// A run traded its token for a fresh one (the refresh grant).
+pub fn run_refreshed(
+    run: &warrant_store::Run,
+    sub: &str,
+    previous_jti: &str,
+    token_jti: &str,
+    token_exp: i64,
+    time: Timestamp,
+) -> NewEvent {
+    NewEvent {
+        time,
+        kind: "run.refreshed".to_owned(),
+        actor: sub.to_owned(),
+        subject: format!("run:{}", run.id),
+        task_id: Some(run.task_id.to_string()),
+        data: json!({
+            "run_id": run.id.to_string(),
+            "previous_jti": previous_jti,
+            "token_jti": token_jti,
+            "token_exp": token_exp,
+        }),
+    }
+}
+
 /// Who a refusal is about, as far as the refused request let us know.
 #[derive(Debug, Clone, Default)]
 pub struct RefusalContext {

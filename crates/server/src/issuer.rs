@@ -45,6 +45,9 @@ pub struct Issuer {
     /// Workload issuers for the jwt-bearer grant, by exact `iss`, each
     /// with its own JWKS cache.
     pub workload_issuers: std::collections::HashMap<String, warrant_identity::Issuer>,
+    /// Identity providers whose ID tokens sign humans in to the API, by
+    /// exact `iss`, each with its own JWKS cache.
+    pub human_issuers: std::collections::HashMap<String, warrant_identity::Issuer>,
 }
 
 impl Issuer {
@@ -62,6 +65,7 @@ impl Issuer {
             run_token_ttl: warrant_token::run::DEFAULT_RUN_TOKEN_TTL,
             max_delegation_depth: DEFAULT_MAX_DELEGATION_DEPTH,
             workload_issuers: std::collections::HashMap::new(),
+            human_issuers: std::collections::HashMap::new(),
         }
     }
 

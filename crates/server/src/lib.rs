@@ -167,12 +167,19 @@ async fn run(
     issuer.max_delegation_depth = config.max_delegation_depth;
     for conf in &config.issuers {
         let name = conf.issuer.clone();
-        let workload = warrant_identity::Issuer::new(conf.clone()).map_err(|e| {
+        let outside = warrant_identity::Issuer::new(conf.clone()).map_err(|e| {
             ServerError::Config(ConfigError::Options(format!(
                 "issuer `{name}`: cannot build its HTTP client: {e}"
             )))
         })?;
-        issuer.workload_issuers.insert(name, workload);
+        match conf.role {
+            warrant_identity::IssuerRole::Workload(_) => {
+                issuer.workload_issuers.insert(name, outside);
+            }
+            warrant_identity::IssuerRole::Human(_) => {
+                issuer.human_issuers.insert(name, outside);
+            }
+        }
     }
     let issuer = Arc::new(issuer);
     let mut state = AppState::new(store.clone(), clock.clone(), config.ttl, issuer);

@@ -457,6 +457,54 @@ pub(crate) fn task_refusal(task: &Task, now: Timestamp) -> Option<StoreError> {
     None
 }
 
+/// Why `run` cannot have its tokens extended to `expires_at` at `now`, if
+/// it cannot: checked inside the refreshing transaction.
+pub(crate) fn check_refresh(
+    run: &Run,
+    task: &Task,
+    parent: Option<&Run>,
+    jkt: &str,
+    expires_at: Timestamp,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    if !run.is_live_at(now) {
+        return Err(StoreError::InvalidState(format!(
+            "run `{}` is not live",
+            run.id
+        )));
+    }
+    if run.jkt != jkt {
+        return Err(StoreError::InvalidState(format!(
+            "run `{}` is bound to another key",
+            run.id
+        )));
+    }
+    if let Some(refusal) = task_refusal(task, now) {
+        return Err(refusal);
+    }
+    if expires_at > task.expires_at {
+        return Err(StoreError::InvalidState(format!(
+            "task `{}` ends before the new expiry",
+            task.id
+        )));
+    }
+    if run.parent_run_id.is_some() {
+        let Some(parent) = parent.filter(|p| p.is_live_at(now)) else {
+            return Err(StoreError::InvalidState(format!(
+                "the parent of run `{}` is not live",
+                run.id
+            )));
+        };
+        if expires_at > parent.expires_at {
+            return Err(StoreError::InvalidState(format!(
+                "the parent of run `{}` expires before the new expiry",
+                run.id
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A stored value shown in a message: at most 64 characters.
 fn shown(s: &str) -> String {
     s.chars().take(64).collect()

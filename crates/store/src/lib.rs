@@ -126,6 +126,18 @@ pub struct TaskClaim {
     pub used_at: Option<Timestamp>,
 }
 
+/// A workload token (RFC 7523 assertion) spent on a run: it may start no
+/// other run while it is valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsedAssertion {
+    /// The token's `iss`.
+    pub issuer: String,
+    /// Its `jti`, or the hex SHA-256 of the token when it has none.
+    pub jti: String,
+    /// Its `exp`: the row may be forgotten after this.
+    pub expires_at: Timestamp,
+}
+
 /// Whether a run's tokens may still be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunState {
@@ -229,6 +241,31 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn user_by_name(&self, name: &Name) -> Result<Option<User>, StoreError>;
     async fn user_by_token_hash(&self, token_hash: &Hash) -> Result<Option<User>, StoreError>;
     async fn list_users(&self) -> Result<Vec<User>, StoreError>;
+    /// The user an outside identity (an OIDC issuer and subject) is linked to.
+    async fn user_by_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<User>, StoreError>;
+    /// Creates `user` linked to the outside identity `issuer`/`subject` and
+    /// appends `event`, in one transaction. `token_hash` is the hash of an
+    /// API token nobody is told. `Conflict` (writing nothing) when the name
+    /// is taken or the identity is already linked.
+    async fn provision_user(
+        &self,
+        user: &User,
+        token_hash: &Hash,
+        issuer: &str,
+        subject: &str,
+        event: NewEvent,
+    ) -> Result<Event, StoreError>;
+    /// Replaces a user's groups and appends `event`. `NotFound` if absent.
+    async fn set_user_groups(
+        &self,
+        name: &Name,
+        groups: &[Name],
+        event: NewEvent,
+    ) -> Result<Event, StoreError>;
     async fn count_users(&self) -> Result<u64, StoreError>;
 
     // --- agents ----------------------------------------------------------
@@ -302,10 +339,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// from `pending` to `active`, and appends `event`, in one transaction.
     /// `NotFound` for an unknown task, `InvalidState` (writing nothing) for
     /// a task that has ended or expired at `now`. Returns the task as it
-    /// now is.
+    /// now is. `assertion` is recorded in the same transaction; if it was
+    /// recorded before, the answer is `Conflict` and nothing is written.
+    /// Assertions past their expiry are forgotten on the way.
     async fn start_run(
         &self,
         run: &Run,
+        assertion: Option<&UsedAssertion>,
         now: Timestamp,
         event: NewEvent,
     ) -> Result<(Task, Event), StoreError>;
@@ -320,6 +360,20 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: Timestamp,
         event: NewEvent,
     ) -> Result<Event, StoreError>;
+    /// Extends a live run's `expires_at` to `expires_at` (a refreshed
+    /// token), appending `event`, in one transaction. The run must be live
+    /// at `now` with key `jkt`, its task open at `now` and not ending before
+    /// `expires_at`, and for a delegated run the parent live at `now` and
+    /// not expiring before `expires_at`. `NotFound` for an unknown run,
+    /// `InvalidState` (writing nothing) otherwise. Returns the run as it now is.
+    async fn refresh_run(
+        &self,
+        id: uuid::Uuid,
+        jkt: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+        event: NewEvent,
+    ) -> Result<Run, StoreError>;
     async fn get_run(&self, id: uuid::Uuid) -> Result<Option<Run>, StoreError>;
     /// The runs of a task, oldest first.
     async fn task_runs(&self, task_id: TaskId) -> Result<Vec<Run>, StoreError>;

@@ -23,13 +23,13 @@ use warrant_core::{Agent, EndReason, Name, Task, TaskId, User};
 
 use crate::common::{
     AgentRow, AuditRow, CheckpointRow, ClaimRow, MAX_AUDIT, MAX_REVOCATIONS, MAX_TASKS,
-    PublicKeyRow, RevocationRow, RunRow, TaskRow, UserRow, check_narrowing, claim_refusal,
-    decode_all, head_or_genesis, is_fk_violation, is_unique_violation, migrate_error, page,
-    sqlx_error, task_refusal, to_json, to_us, violates,
+    PublicKeyRow, RevocationRow, RunRow, TaskRow, UserRow, check_narrowing, check_refresh,
+    claim_refusal, decode_all, head_or_genesis, is_fk_violation, is_unique_violation,
+    migrate_error, page, sqlx_error, task_refusal, to_json, to_us, violates,
 };
 use crate::{
     AuditFilter, PublicKeyRecord, Revocation, Run, RunState, Store, StoreError, TaskClaim,
-    TaskFilter,
+    TaskFilter, UsedAssertion,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -588,6 +588,142 @@ async fn start_child_run_tx(
     append_one(conn, event).await
 }
 
+/// Records a spent workload assertion; `Conflict` when it was spent before.
+/// Forgets up to 100 expired assertions on the way, skipping rows another
+/// transaction is forgetting (so two of these never wait on each other).
+async fn spend_assertion_tx(
+    conn: &mut PgConnection,
+    assertion: &UsedAssertion,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "DELETE FROM used_assertions WHERE (issuer, jti) IN (\
+         SELECT issuer, jti FROM used_assertions WHERE expires_at < $1 \
+         LIMIT 100 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(to_us(now))
+    .execute(&mut *conn)
+    .await
+    .map_err(sqlx_error)?;
+    sqlx::query("INSERT INTO used_assertions (issuer, jti, expires_at) VALUES ($1, $2, $3)")
+        .bind(assertion.issuer.as_str())
+        .bind(assertion.jti.as_str())
+        .bind(to_us(assertion.expires_at))
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict("a run started by this workload token".into())
+            } else {
+                sqlx_error(e)
+            }
+        })?;
+    Ok(())
+}
+
+/// `Conflict` when the identity is linked already (checked first so the
+/// answer does not depend on which unique index a race trips).
+async fn link_identity_check(
+    conn: &mut PgConnection,
+    issuer: &str,
+    subject: &str,
+) -> Result<(), StoreError> {
+    let linked: Option<String> = sqlx::query_scalar(
+        "SELECT user_name FROM user_identities WHERE issuer = $1 AND subject = $2",
+    )
+    .bind(issuer)
+    .bind(subject)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(sqlx_error)?;
+    match linked {
+        Some(_) => Err(StoreError::Conflict(
+            "a user linked to this identity".into(),
+        )),
+        None => Ok(()),
+    }
+}
+
+async fn link_identity_tx(
+    conn: &mut PgConnection,
+    user: &User,
+    issuer: &str,
+    subject: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO user_identities (issuer, subject, user_name, created_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(issuer)
+    .bind(subject)
+    .bind(user.name.as_str())
+    .bind(to_us(user.created_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict("a user linked to this identity".into())
+        } else {
+            sqlx_error(e)
+        }
+    })?;
+    Ok(())
+}
+
+async fn run_in(
+    conn: &mut PgConnection,
+    id: uuid::Uuid,
+    lock: bool,
+) -> Result<Option<Run>, StoreError> {
+    let sql = format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE id = $1{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(sqlx_error)?
+        .map(RunRow::decode)
+        .transpose()
+}
+
+async fn refresh_run_tx(
+    conn: &mut PgConnection,
+    id: uuid::Uuid,
+    jkt: &str,
+    expires_at: Timestamp,
+    now: Timestamp,
+    event: NewEvent,
+) -> Result<Run, StoreError> {
+    // Lock order as every writer: task row, then runs (parent, then the
+    // run: parents are older), then the audit head.
+    let Some(unlocked) = run_in(conn, id, false).await? else {
+        return Err(StoreError::NotFound(format!("run `{id}`")));
+    };
+    let Some(task) = task_in(conn, unlocked.task_id, true).await? else {
+        return Err(StoreError::NotFound(format!("task `{}`", unlocked.task_id)));
+    };
+    let parent = match unlocked.parent_run_id {
+        Some(parent) => run_in(conn, parent, true).await?,
+        None => None,
+    };
+    let Some(run) = run_in(conn, id, true).await? else {
+        return Err(StoreError::NotFound(format!("run `{id}`")));
+    };
+    check_refresh(&run, &task, parent.as_ref(), jkt, expires_at, now)?;
+    sqlx::query("UPDATE runs SET expires_at = $2 WHERE id = $1 AND expires_at < $2")
+        .bind(id)
+        .bind(to_us(expires_at))
+        .execute(&mut *conn)
+        .await
+        .map_err(sqlx_error)?;
+    append_one(conn, event).await?;
+    run_in(conn, id, false)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("run `{id}` vanished")))
+}
+
 async fn narrow_task_tx(
     conn: &mut PgConnection,
     task: &Task,
@@ -868,6 +1004,68 @@ impl Store for PgStore {
         decode_all(rows, UserRow::decode)
     }
 
+    async fn user_by_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<User>, StoreError> {
+        sqlx::query_as::<_, UserRow>(
+            "SELECT u.name, u.groups, u.admin, u.created_at FROM users u \
+             JOIN user_identities i ON i.user_name = u.name \
+             WHERE i.issuer = $1 AND i.subject = $2",
+        )
+        .bind(issuer)
+        .bind(subject)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sqlx_error)?
+        .map(UserRow::decode)
+        .transpose()
+    }
+
+    async fn provision_user(
+        &self,
+        user: &User,
+        token_hash: &Hash,
+        issuer: &str,
+        subject: &str,
+        event: NewEvent,
+    ) -> Result<Event, StoreError> {
+        let mut tx = self.begin().await?;
+        let result = async {
+            link_identity_check(&mut tx, issuer, subject).await?;
+            let event = create_user_tx(&mut tx, user, token_hash, event).await?;
+            link_identity_tx(&mut tx, user, issuer, subject).await?;
+            Ok(event)
+        }
+        .await;
+        finish(tx, result).await
+    }
+
+    async fn set_user_groups(
+        &self,
+        name: &Name,
+        groups: &[Name],
+        event: NewEvent,
+    ) -> Result<Event, StoreError> {
+        let mut tx = self.begin().await?;
+        let result = async {
+            let changed = sqlx::query("UPDATE users SET groups = $2 WHERE name = $1")
+                .bind(name.as_str())
+                .bind(to_json("user groups", &groups)?)
+                .execute(&mut *tx)
+                .await
+                .map_err(sqlx_error)?
+                .rows_affected();
+            if changed != 1 {
+                return Err(StoreError::NotFound(format!("user `{name}`")));
+            }
+            append_one(&mut tx, event).await
+        }
+        .await;
+        finish(tx, result).await
+    }
+
     async fn count_users(&self) -> Result<u64, StoreError> {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
             .fetch_one(&self.pool)
@@ -947,11 +1145,33 @@ impl Store for PgStore {
     async fn start_run(
         &self,
         run: &Run,
+        assertion: Option<&UsedAssertion>,
         now: Timestamp,
         event: NewEvent,
     ) -> Result<(Task, Event), StoreError> {
         let mut tx = self.begin().await?;
-        let result = redeem_claim_tx(&mut tx, None, run, now, event).await;
+        let result = async {
+            // Before any other lock: a second use of the assertion waits here
+            // holding nothing, then fails.
+            if let Some(assertion) = assertion {
+                spend_assertion_tx(&mut tx, assertion, now).await?;
+            }
+            redeem_claim_tx(&mut tx, None, run, now, event).await
+        }
+        .await;
+        finish(tx, result).await
+    }
+
+    async fn refresh_run(
+        &self,
+        id: uuid::Uuid,
+        jkt: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+        event: NewEvent,
+    ) -> Result<Run, StoreError> {
+        let mut tx = self.begin().await?;
+        let result = refresh_run_tx(&mut tx, id, jkt, expires_at, now, event).await;
         finish(tx, result).await
     }
 

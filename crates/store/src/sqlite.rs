@@ -24,13 +24,13 @@ use warrant_core::{Agent, EndReason, Name, Task, TaskId, User};
 
 use crate::common::{
     AgentRow, AuditRow, CheckpointRow, ClaimRow, MAX_AUDIT, MAX_REVOCATIONS, MAX_TASKS,
-    PublicKeyRow, RevocationRow, RunRow, TaskRow, UserRow, check_narrowing, claim_refusal,
-    decode_all, head_or_genesis, is_fk_violation, is_unique_violation, page, sqlx_error,
-    task_refusal, to_json, to_us, violates,
+    PublicKeyRow, RevocationRow, RunRow, TaskRow, UserRow, check_narrowing, check_refresh,
+    claim_refusal, decode_all, head_or_genesis, is_fk_violation, is_unique_violation, page,
+    sqlx_error, task_refusal, to_json, to_us, violates,
 };
 use crate::{
     AuditFilter, PublicKeyRecord, Revocation, Run, RunState, Store, StoreError, TaskClaim,
-    TaskFilter,
+    TaskFilter, UsedAssertion,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -587,6 +587,102 @@ async fn start_child_run_tx(
     append_one(conn, event).await
 }
 
+/// Records a spent workload assertion; `Conflict` when it was spent before.
+/// Forgets assertions that have expired (they can no longer be presented).
+async fn spend_assertion_tx(
+    conn: &mut SqliteConnection,
+    assertion: &UsedAssertion,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM used_assertions WHERE expires_at < $1")
+        .bind(to_us(now))
+        .execute(&mut *conn)
+        .await
+        .map_err(sqlx_error)?;
+    sqlx::query("INSERT INTO used_assertions (issuer, jti, expires_at) VALUES ($1, $2, $3)")
+        .bind(assertion.issuer.as_str())
+        .bind(assertion.jti.as_str())
+        .bind(to_us(assertion.expires_at))
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict("a run started by this workload token".into())
+            } else {
+                sqlx_error(e)
+            }
+        })?;
+    Ok(())
+}
+
+async fn link_identity_tx(
+    conn: &mut SqliteConnection,
+    user: &User,
+    issuer: &str,
+    subject: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO user_identities (issuer, subject, user_name, created_at) \
+         VALUES ($1, $2, $3, $4)",
+    )
+    .bind(issuer)
+    .bind(subject)
+    .bind(user.name.as_str())
+    .bind(to_us(user.created_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict("a user linked to this identity".into())
+        } else {
+            sqlx_error(e)
+        }
+    })?;
+    Ok(())
+}
+
+async fn run_in(conn: &mut SqliteConnection, id: uuid::Uuid) -> Result<Option<Run>, StoreError> {
+    let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
+    sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(sqlx_error)?
+        .map(RunRow::decode)
+        .transpose()
+}
+
+async fn refresh_run_tx(
+    conn: &mut SqliteConnection,
+    id: uuid::Uuid,
+    jkt: &str,
+    expires_at: Timestamp,
+    now: Timestamp,
+    event: NewEvent,
+) -> Result<Run, StoreError> {
+    let Some(run) = run_in(conn, id).await? else {
+        return Err(StoreError::NotFound(format!("run `{id}`")));
+    };
+    let Some(task) = task_in(conn, run.task_id).await? else {
+        return Err(StoreError::NotFound(format!("task `{}`", run.task_id)));
+    };
+    let parent = match run.parent_run_id {
+        Some(parent) => run_in(conn, parent).await?,
+        None => None,
+    };
+    check_refresh(&run, &task, parent.as_ref(), jkt, expires_at, now)?;
+    sqlx::query("UPDATE runs SET expires_at = $2 WHERE id = $1 AND expires_at < $2")
+        .bind(id.to_string())
+        .bind(to_us(expires_at))
+        .execute(&mut *conn)
+        .await
+        .map_err(sqlx_error)?;
+    append_one(conn, event).await?;
+    run_in(conn, id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("run `{id}` vanished")))
+}
+
 async fn narrow_task_tx(
     conn: &mut SqliteConnection,
     task: &Task,
@@ -861,6 +957,69 @@ impl Store for SqliteStore {
         decode_all(rows, UserRow::decode)
     }
 
+    async fn user_by_identity(
+        &self,
+        issuer: &str,
+        subject: &str,
+    ) -> Result<Option<User>, StoreError> {
+        sqlx::query_as::<_, UserRow>(
+            "SELECT u.name, u.groups, u.admin, u.created_at FROM users u \
+             JOIN user_identities i ON i.user_name = u.name \
+             WHERE i.issuer = $1 AND i.subject = $2",
+        )
+        .bind(issuer)
+        .bind(subject)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sqlx_error)?
+        .map(UserRow::decode)
+        .transpose()
+    }
+
+    async fn provision_user(
+        &self,
+        user: &User,
+        token_hash: &Hash,
+        issuer: &str,
+        subject: &str,
+        event: NewEvent,
+    ) -> Result<Event, StoreError> {
+        let _write = self.write.lock().await;
+        let mut tx = self.begin().await?;
+        let result = async {
+            let event = create_user_tx(&mut tx, user, token_hash, event).await?;
+            link_identity_tx(&mut tx, user, issuer, subject).await?;
+            Ok(event)
+        }
+        .await;
+        finish(tx, result).await
+    }
+
+    async fn set_user_groups(
+        &self,
+        name: &Name,
+        groups: &[Name],
+        event: NewEvent,
+    ) -> Result<Event, StoreError> {
+        let _write = self.write.lock().await;
+        let mut tx = self.begin().await?;
+        let result = async {
+            let changed = sqlx::query("UPDATE users SET groups = $2 WHERE name = $1")
+                .bind(name.as_str())
+                .bind(to_json("user groups", &groups)?)
+                .execute(&mut *tx)
+                .await
+                .map_err(sqlx_error)?
+                .rows_affected();
+            if changed != 1 {
+                return Err(StoreError::NotFound(format!("user `{name}`")));
+            }
+            append_one(&mut tx, event).await
+        }
+        .await;
+        finish(tx, result).await
+    }
+
     async fn count_users(&self) -> Result<u64, StoreError> {
         let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM users")
             .fetch_one(&self.pool)
@@ -945,12 +1104,33 @@ impl Store for SqliteStore {
     async fn start_run(
         &self,
         run: &Run,
+        assertion: Option<&UsedAssertion>,
         now: Timestamp,
         event: NewEvent,
     ) -> Result<(Task, Event), StoreError> {
         let _write = self.write.lock().await;
         let mut tx = self.begin().await?;
-        let result = redeem_claim_tx(&mut tx, None, run, now, event).await;
+        let result = async {
+            if let Some(assertion) = assertion {
+                spend_assertion_tx(&mut tx, assertion, now).await?;
+            }
+            redeem_claim_tx(&mut tx, None, run, now, event).await
+        }
+        .await;
+        finish(tx, result).await
+    }
+
+    async fn refresh_run(
+        &self,
+        id: uuid::Uuid,
+        jkt: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+        event: NewEvent,
+    ) -> Result<Run, StoreError> {
+        let _write = self.write.lock().await;
+        let mut tx = self.begin().await?;
+        let result = refresh_run_tx(&mut tx, id, jkt, expires_at, now, event).await;
         finish(tx, result).await
     }
 

@@ -7,6 +7,10 @@
 //! `aud`, time claims and the claim rules binding it to the task. Only then
 //! is the run created (the task goes `active`) and a run token minted.
 //!
+//! A workload token starts one run: its `jti` (or its hash) is recorded in
+//! the run's transaction until the token expires, and a second use is
+//! refused (`assertion_replayed`).
+//!
 //! Every refusal is `invalid_grant` (RFC 7523 §3.1) except malformed
 //! requests and DPoP failures, and is audited by the caller as
 //! `token.refused` with the failed check.
@@ -14,7 +18,7 @@
 use axum::http::HeaderMap;
 use warrant_core::TaskId;
 use warrant_identity::{peek_issuer, verify_workload_token};
-use warrant_store::StoreError;
+use warrant_store::{StoreError, UsedAssertion};
 use warrant_token::{OAuthError, RunId};
 
 use crate::events::{self, RefusalContext};
@@ -109,8 +113,28 @@ pub(crate) async fn jwt_bearer(
             }),
         );
     }
-    match state.store.start_run(&run, now, event).await {
+    // One workload token starts one run: a copied CI token cannot start
+    // more. Keyed by `jti`, or the token's hash when the issuer sets none.
+    let spent = UsedAssertion {
+        issuer: principal.issuer.clone(),
+        jti: match &principal.jti {
+            Some(jti) => format!("jti:{jti}"),
+            None => format!(
+                "sha256:{}",
+                hex::encode(warrant_crypto::sha256(request.assertion.as_bytes()))
+            ),
+        },
+        expires_at: principal.expires_at,
+    };
+    match state.store.start_run(&run, Some(&spent), now, event).await {
         Ok(_) => {}
+        Err(StoreError::Conflict(_)) => {
+            return Err(Refusal::new(
+                OAuthError::InvalidGrant,
+                "assertion_replayed",
+                "this workload token has already started a run: each token starts one",
+            ));
+        }
         // The task ended or expired meanwhile.
         Err(StoreError::InvalidState(_) | StoreError::NotFound(_)) => {
             return Err(Refusal::new(

@@ -22,6 +22,7 @@ pub(crate) mod introspect;
 pub(crate) mod jwt_bearer;
 mod keys;
 mod kill;
+pub(crate) mod refresh;
 mod revocations;
 mod runs;
 pub(crate) mod tasks;

@@ -1,7 +1,8 @@
-//! `POST /v1/token`: the OAuth token endpoint. Three grants: the task claim
+//! `POST /v1/token`: the OAuth token endpoint. Four grants: the task claim
 //! (`urn:warrant:grant-type:task-claim`), an RFC 7523 workload JWT
-//! ([`crate::routes::jwt_bearer`]) and RFC 8693 token exchange
-//! ([`crate::routes::exchange`]), always with a DPoP proof.
+//! ([`crate::routes::jwt_bearer`]), RFC 8693 token exchange
+//! ([`crate::routes::exchange`]) and run-token refresh
+//! ([`crate::routes::refresh`]), always with a DPoP proof.
 //!
 //! Every refusal is answered in RFC 6749 §5.2 form and leaves a
 //! `token.refused` audit event naming the failed check (never the claim or
@@ -23,6 +24,7 @@ use crate::error::ApiError;
 use crate::events::{self, RefusalContext};
 use crate::routes::exchange::{ExchangeRequest, exchange};
 use crate::routes::jwt_bearer::{JwtBearerRequest, jwt_bearer};
+use crate::routes::refresh::{GRANT_REFRESH, refresh};
 use crate::state::AppState;
 
 /// The task-claim grant type.
@@ -260,12 +262,23 @@ async fn issue(
         let body = jwt_bearer(state, &headers, request, context).await?;
         return Ok(token_response(body));
     }
+    if grant == GRANT_REFRESH {
+        let subject_token = param("subject_token")?.ok_or_else(|| {
+            Refusal::new(
+                OAuthError::InvalidRequest,
+                "request_subject_token",
+                "the parameter `subject_token` is required",
+            )
+        })?;
+        let body = refresh(state, &headers, subject_token, context).await?;
+        return Ok(token_response(body));
+    }
     if grant != GRANT_TASK_CLAIM {
         return Err(Refusal::new(
             OAuthError::UnsupportedGrantType,
             "grant_type",
             format!(
-                "grant type `{}` is not supported: use `{GRANT_TASK_CLAIM}`, `{GRANT_JWT_BEARER}` or `{GRANT_TOKEN_EXCHANGE}`",
+                "grant type `{}` is not supported: use `{GRANT_TASK_CLAIM}`, `{GRANT_JWT_BEARER}`, `{GRANT_TOKEN_EXCHANGE}` or `{GRANT_REFRESH}`",
                 grant.chars().take(100).collect::<String>()
             ),
         ));

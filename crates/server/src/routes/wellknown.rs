@@ -10,6 +10,7 @@ use warrant_token::dpop::DPOP_ALGS;
 
 use crate::error::ApiError;
 use crate::routes::introspect::INTROSPECT_PATH;
+use crate::routes::refresh::GRANT_REFRESH;
 use crate::routes::token::{GRANT_JWT_BEARER, GRANT_TASK_CLAIM, GRANT_TOKEN_EXCHANGE, TOKEN_PATH};
 use crate::state::AppState;
 
@@ -37,7 +38,7 @@ pub async fn openid_configuration(State(state): State<AppState>) -> Json<serde_j
         "jwks_uri": issuer.url(JWKS_PATH),
         "token_endpoint": issuer.url(TOKEN_PATH),
         "introspection_endpoint": issuer.url(INTROSPECT_PATH),
-        "grant_types_supported": [GRANT_TASK_CLAIM, GRANT_JWT_BEARER, GRANT_TOKEN_EXCHANGE],
+        "grant_types_supported": [GRANT_TASK_CLAIM, GRANT_JWT_BEARER, GRANT_TOKEN_EXCHANGE, GRANT_REFRESH],
         "token_endpoint_auth_methods_supported": ["none"],
         "dpop_signing_alg_values_supported": algs,
         "id_token_signing_alg_values_supported": ["EdDSA"],

@@ -9,11 +9,11 @@ use warrant_crypto::jws::JwsAlg;
 use crate::support::{Api, Resp};
 use crate::tokens::{Dpop, assert_oauth, me_status, post_token, redeem, setup};
 
-const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
 
 /// The claims of a JWT, unverified (the server verifies; this reads).
-fn claims(token: &str) -> Value {
+pub fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).unwrap();
     let mut bits = 0u32;
     let mut n = 0;
@@ -38,7 +38,7 @@ fn claims(token: &str) -> Value {
 }
 
 /// Exchanges `parent`'s token for a child bound to a new key.
-async fn exchange(
+pub async fn exchange(
     api: &Api,
     parent: &Dpop,
     parent_token: &str,

@@ -24,12 +24,23 @@ impl Dpop {
     }
 
     pub fn proof(&self, method: &str, url: &str, token: Option<&str>) -> String {
+        self.proof_at(method, url, token, jiff::Timestamp::now())
+    }
+
+    /// A proof made at `iat` (for servers on a fake clock).
+    pub fn proof_at(
+        &self,
+        method: &str,
+        url: &str,
+        token: Option<&str>,
+        iat: jiff::Timestamp,
+    ) -> String {
         let jti = hex::encode(warrant_crypto::random_bytes::<16>().unwrap());
         let mut claims = json!({
             "jti": jti,
             "htm": method,
             "htu": url,
-            "iat": jiff::Timestamp::now().as_second(),
+            "iat": iat.as_second(),
         });
         if let Some(t) = token {
             claims["ath"] = access_token_hash(t).into();
@@ -192,7 +203,8 @@ async fn discovery_names_the_endpoints_and_publishes_the_signing_key() {
         json!([
             CLAIM_GRANT,
             "urn:ietf:params:oauth:grant-type:jwt-bearer",
-            "urn:ietf:params:oauth:grant-type:token-exchange"
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+            "urn:warrant:grant-type:refresh"
         ])
     );
     assert_eq!(

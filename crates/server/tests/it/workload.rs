@@ -42,15 +42,15 @@ fn mock_server_entry() -> &'static PathBuf {
     })
 }
 
-struct MockIssuer {
+pub struct MockIssuer {
     child: Child,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
-    url: String,
+    pub url: String,
 }
 
 impl MockIssuer {
-    fn start() -> Self {
+    pub fn start() -> Self {
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../identity/tests/issuer.mjs");
         let mut child = Command::new("node")
             .arg(&script)
@@ -71,7 +71,7 @@ impl MockIssuer {
         }
     }
 
-    fn token(&mut self, claims: Value, expires_in: i64) -> String {
+    pub fn token(&mut self, claims: Value, expires_in: i64) -> String {
         let cmd =
             json!({"op": "token", "signer": "main", "claims": claims, "expires_in": expires_in});
         writeln!(self.stdin, "{cmd}").unwrap();
@@ -260,5 +260,39 @@ repository_claim = "repository"
     // Another key holding the run token cannot use it.
     let thief = Dpop::new(JwsAlg::ES256);
     assert_eq!(me_status(&server, &thief, run_token).await, 401);
+
+    // The same workload token again (a copied CI token, a fresh key): it
+    // has started its run, so it starts no other.
+    let copier = Dpop::new(JwsAlg::ES256);
+    let (r, _) = post_token(
+        &server,
+        &[
+            ("grant_type", GRANT),
+            ("assertion", &assertion),
+            ("task_id", &task_id),
+        ],
+        Some(&copier.proof("POST", &token_url, None)),
+    )
+    .await;
+    assert_oauth(&r, 400, "invalid_grant");
+    let events = server.audit_events().await;
+    let last = events.last().unwrap();
+    assert_eq!(last["kind"], "token.refused", "{last}");
+    assert_eq!(last["data"]["check"], "assertion_replayed", "{last}");
+    let started = events.iter().filter(|e| e["kind"] == "run.started").count();
+    assert_eq!(started, 1);
+    // A fresh token from the same issuer starts another run.
+    let again = mock.token(claims(json!({"attempt": 2})), 600);
+    let (r, _) = post_token(
+        &server,
+        &[
+            ("grant_type", GRANT),
+            ("assertion", &again),
+            ("task_id", &task_id),
+        ],
+        Some(&copier.proof("POST", &token_url, None)),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
     server.stop().await.unwrap();
 }

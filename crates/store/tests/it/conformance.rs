@@ -10,7 +10,7 @@ use warrant_core::{Agent, EndReason, Name, Scope, Task, TaskId, TaskState, Tier,
 use warrant_crypto::SigningKey;
 use warrant_store::{
     AuditFilter, GroupCommitter, PublicKeyRecord, RevocationKind, Run, RunState, Store, StoreError,
-    TaskClaim, TaskFilter,
+    TaskClaim, TaskFilter, UsedAssertion,
 };
 
 use crate::Db;
@@ -1793,5 +1793,252 @@ pub async fn child_runs_start_under_a_live_parent_and_are_revoked_with_it(store:
     ));
     assert_eq!(head_seq(&store).await, before);
     assert_eq!(store.get_run(late.id).await.unwrap(), None);
+    verify(&store).await;
+}
+
+pub async fn a_workload_assertion_starts_one_run(store: Arc<dyn Store>) {
+    seed(&store).await;
+    let t = task("claude", "bob", t0(), 60);
+    store
+        .create_task(&t, task_event("task.created", &t))
+        .await
+        .unwrap();
+    let now = t0() + mins(1);
+    let spent = UsedAssertion {
+        issuer: "https://ci.example".into(),
+        jti: "jti-1".into(),
+        expires_at: now + mins(5),
+    };
+    let first = run_for(&t, "jkt-a", now);
+    store
+        .start_run(&first, Some(&spent), now, run_event(&first))
+        .await
+        .unwrap();
+
+    // The same assertion again: a conflict, and nothing is written.
+    let before = head_seq(&store).await;
+    let second = run_for(&t, "jkt-b", now);
+    let err = store
+        .start_run(&second, Some(&spent), now, run_event(&second))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(head_seq(&store).await, before);
+    assert_eq!(store.get_run(second.id).await.unwrap(), None);
+
+    // The same jti from another issuer is another assertion.
+    let other = UsedAssertion {
+        issuer: "https://other.example".into(),
+        ..spent.clone()
+    };
+    store
+        .start_run(&second, Some(&other), now, run_event(&second))
+        .await
+        .unwrap();
+
+    // Once the first assertion has expired it is forgotten: its token
+    // could no longer be presented, so the row has no purpose.
+    let later = now + mins(6);
+    let third = run_for(&t, "jkt-c", later);
+    let fresh = UsedAssertion {
+        jti: "jti-2".into(),
+        expires_at: later + mins(5),
+        ..spent.clone()
+    };
+    store
+        .start_run(&third, Some(&fresh), later, run_event(&third))
+        .await
+        .unwrap();
+    let fourth = run_for(&t, "jkt-d", later);
+    let replayed_after_expiry = UsedAssertion {
+        expires_at: later + mins(5),
+        ..spent.clone()
+    };
+    store
+        .start_run(
+            &fourth,
+            Some(&replayed_after_expiry),
+            later,
+            run_event(&fourth),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.task_runs(t.id).await.unwrap().len(), 4);
+    verify(&store).await;
+}
+
+pub async fn refresh_extends_a_live_run_within_its_task_and_parent(store: Arc<dyn Store>) {
+    seed(&store).await;
+    let (t, c) = task_with_claim(&store, 11).await;
+    let now = t0() + mins(1);
+    let root = run_for(&t, "jkt-root", now);
+    store
+        .redeem_claim(&c.hash, &root, now, run_event(&root))
+        .await
+        .unwrap();
+    let child = Run {
+        parent_run_id: Some(root.id),
+        depth: 1,
+        expires_at: now + mins(5),
+        ..run_for(&t, "jkt-child", now)
+    };
+    store
+        .start_child_run(&child, now, run_event(&child))
+        .await
+        .unwrap();
+    let refreshed = |r: &Run| event("run.refreshed", &format!("run:{}", r.id), Some(r.task_id));
+
+    // The root, with its own key, moves its expiry on.
+    let at = now + mins(8);
+    let run = store
+        .refresh_run(root.id, "jkt-root", at + mins(10), at, refreshed(&root))
+        .await
+        .unwrap();
+    assert_eq!(run.expires_at, at + mins(10));
+    assert_eq!(store.get_run(root.id).await.unwrap().unwrap(), run);
+
+    let refused = |id, jkt: &'static str, until: Timestamp, at: Timestamp, r: Run| {
+        let store = store.clone();
+        async move {
+            let before = head_seq(&store).await;
+            let stored = store.get_run(id).await.unwrap();
+            let err = store
+                .refresh_run(id, jkt, until, at, refreshed(&r))
+                .await
+                .unwrap_err();
+            assert_eq!(head_seq(&store).await, before, "{err:?}");
+            assert_eq!(store.get_run(id).await.unwrap(), stored);
+            err
+        }
+    };
+    // Another key, past the task's end, an unknown run: refused.
+    let err = refused(root.id, "jkt-other", at + mins(12), at, root.clone()).await;
+    assert!(matches!(err, StoreError::InvalidState(_)), "{err:?}");
+    let err = refused(
+        root.id,
+        "jkt-root",
+        t.expires_at + mins(1),
+        at,
+        root.clone(),
+    )
+    .await;
+    assert!(matches!(err, StoreError::InvalidState(_)), "{err:?}");
+    let ghost = run_for(&t, "jkt-ghost", now);
+    let err = refused(ghost.id, "jkt-ghost", at + mins(1), at, ghost.clone()).await;
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+
+    // The child, while live, up to its parent's expiry and not past it.
+    let at_child = now + mins(4);
+    let child_now = store
+        .refresh_run(
+            child.id,
+            "jkt-child",
+            at + mins(10),
+            at_child,
+            refreshed(&child),
+        )
+        .await
+        .unwrap();
+    assert_eq!(child_now.expires_at, at + mins(10));
+    let err = refused(
+        child.id,
+        "jkt-child",
+        at + mins(11),
+        at_child,
+        child.clone(),
+    )
+    .await;
+    assert!(matches!(err, StoreError::InvalidState(_)), "{err:?}");
+
+    // An expired run cannot be refreshed.
+    let err = refused(
+        child.id,
+        "jkt-child",
+        at + mins(10),
+        at + mins(10),
+        child.clone(),
+    )
+    .await;
+    assert!(matches!(err, StoreError::InvalidState(_)), "{err:?}");
+
+    // Nor a run whose parent was revoked.
+    store
+        .revoke_run(root.id, "revoked", at, run_event(&root))
+        .await
+        .unwrap();
+    let err = refused(root.id, "jkt-root", at + mins(5), at, root.clone()).await;
+    assert!(matches!(err, StoreError::InvalidState(_)), "{err:?}");
+    verify(&store).await;
+}
+
+pub async fn outside_identities_provision_and_link_users(store: Arc<dyn Store>) {
+    seed(&store).await;
+    let carol = user("carol", false, &["dev"]);
+    let issuer = "https://idp.example";
+    assert_eq!(
+        store.user_by_identity(issuer, "sub-carol").await.unwrap(),
+        None
+    );
+    store
+        .provision_user(&carol, &token(40), issuer, "sub-carol", user_event(&carol))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.user_by_identity(issuer, "sub-carol").await.unwrap(),
+        Some(carol.clone())
+    );
+    assert_eq!(
+        store.user_by_identity(issuer, "sub-other").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .user_by_identity("https://other.example", "sub-carol")
+            .await
+            .unwrap(),
+        None
+    );
+
+    // A taken name, or an identity already linked: a conflict, nothing written.
+    let before = head_seq(&store).await;
+    let bob = user("bob", false, &[]);
+    let err = store
+        .provision_user(&bob, &token(41), issuer, "sub-bob", user_event(&bob))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(
+        store.user_by_identity(issuer, "sub-bob").await.unwrap(),
+        None
+    );
+    let dave = user("dave", false, &[]);
+    let err = store
+        .provision_user(&dave, &token(42), issuer, "sub-carol", user_event(&dave))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(store.user_by_name(&name("dave")).await.unwrap(), None);
+    assert_eq!(head_seq(&store).await, before);
+
+    // Groups follow the identity provider.
+    store
+        .set_user_groups(
+            &name("carol"),
+            &[name("ops"), name("approvers")],
+            event("user.updated", "user:carol", None),
+        )
+        .await
+        .unwrap();
+    let now = store.user_by_name(&name("carol")).await.unwrap().unwrap();
+    assert_eq!(now.groups, vec![name("ops"), name("approvers")]);
+    let err = store
+        .set_user_groups(
+            &name("nobody"),
+            &[],
+            event("user.updated", "user:nobody", None),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
     verify(&store).await;
 }

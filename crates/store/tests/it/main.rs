@@ -105,6 +105,9 @@ conformance! {
         task_ends_write_revocations_in_order,
         revoking_a_run_leaves_its_task_live,
         child_runs_start_under_a_live_parent_and_are_revoked_with_it,
+        a_workload_assertion_starts_one_run,
+        refresh_extends_a_live_run_within_its_task_and_parent,
+        outside_identities_provision_and_link_users,
     ],
     db: [
         two_stores_on_one_database_form_one_chain,
