@@ -9,6 +9,7 @@
 
 pub mod clock;
 pub mod error;
+pub mod glob;
 pub mod id;
 pub mod task;
 pub mod text;
@@ -17,7 +18,7 @@ pub mod user;
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use error::CoreError;
 pub use id::{Name, TaskId};
-pub use task::{EndReason, Scope, Task, TaskState, TtlBounds};
+pub use task::{EndReason, Scope, ScopeCheck, ScopeMiss, Task, TaskState, TtlBounds};
 pub use text::validate_text;
 pub use user::{Agent, Tier, User};
 

@@ -417,3 +417,197 @@ mod tests {
         assert!(scope(&[], &["deploy"]).check_narrowing_of(&wide).is_err());
     }
 }
+
+/// What one request asks of a task's scope, for [`Scope::covers`]. The
+/// caller (the policy engine, which knows the action catalog) says which
+/// dimensions the action requires: a required dimension that the request
+/// does not name is a miss, never a pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScopeCheck<'a> {
+    /// The action's catalog name, matched exactly against `scope.actions`.
+    pub action: &'a str,
+    pub repo: Option<&'a str>,
+    pub repo_required: bool,
+    /// The branch written to or read from.
+    pub branch: Option<&'a str>,
+    pub branch_required: bool,
+    /// The branch merged into (merges only).
+    pub base_branch: Option<&'a str>,
+    pub base_branch_required: bool,
+    pub environment: Option<&'a str>,
+    pub environment_required: bool,
+    /// The tool, when the request's resource is a tool.
+    pub tool: Option<&'a str>,
+    /// The secret, when the request's resource is a secret.
+    pub secret: Option<&'a str>,
+}
+
+/// Why a request falls outside a task's scope: the dimension and, when the
+/// request named one, the value that is not covered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeMiss {
+    /// `action`, `repo`, `branch`, `base branch`, `environment`, `tool` or `secret`.
+    pub dimension: &'static str,
+    /// `None` when the request did not name a required value.
+    pub value: Option<String>,
+}
+
+impl fmt::Display for ScopeMiss {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Some(v) => write!(f, "{} `{v}` is not in the task's scope", self.dimension),
+            None => write!(
+                f,
+                "the request names no {}, which this action needs to be checked against the task's scope",
+                self.dimension
+            ),
+        }
+    }
+}
+
+impl Scope {
+    /// `Ok` when the task's scope covers the request. Every named value must
+    /// be listed (branches match a glob); an empty list covers nothing.
+    pub fn covers(&self, check: &ScopeCheck<'_>) -> Result<(), ScopeMiss> {
+        fn miss(dimension: &'static str, value: Option<&str>) -> ScopeMiss {
+            ScopeMiss {
+                dimension,
+                value: value.map(|v| v.chars().take(200).collect()),
+            }
+        }
+        fn listed(list: &[String], v: &str) -> bool {
+            list.iter().any(|e| e == v)
+        }
+        fn dimension(
+            name: &'static str,
+            value: Option<&str>,
+            required: bool,
+            ok: impl Fn(&str) -> bool,
+        ) -> Result<(), ScopeMiss> {
+            match value {
+                Some(v) if ok(v) => Ok(()),
+                Some(v) => Err(miss(name, Some(v))),
+                None if required => Err(miss(name, None)),
+                None => Ok(()),
+            }
+        }
+        let glob = |v: &str| {
+            self.branches
+                .iter()
+                .any(|g| crate::glob::branch_glob_matches(g, v))
+        };
+        if !listed(&self.actions, check.action) {
+            return Err(miss("action", Some(check.action)));
+        }
+        dimension("repo", check.repo, check.repo_required, |v| {
+            listed(&self.repos, v)
+        })?;
+        dimension("branch", check.branch, check.branch_required, glob)?;
+        dimension(
+            "base branch",
+            check.base_branch,
+            check.base_branch_required,
+            glob,
+        )?;
+        dimension(
+            "environment",
+            check.environment,
+            check.environment_required,
+            |v| listed(&self.environments, v),
+        )?;
+        dimension("tool", check.tool, false, |v| listed(&self.tools, v))?;
+        dimension("secret", check.secret, false, |v| listed(&self.secrets, v))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod covers_tests {
+    use super::*;
+
+    fn scope() -> Scope {
+        Scope {
+            repos: vec!["acme/api".into()],
+            branches: vec!["feature/*".into()],
+            environments: vec!["staging".into()],
+            actions: vec!["repo.push".into(), "repo.merge".into(), "deploy".into()],
+            tools: vec!["github/create_pull_request".into()],
+            secrets: vec!["db-password".into()],
+        }
+    }
+
+    fn push<'a>(repo: &'a str, branch: Option<&'a str>) -> ScopeCheck<'a> {
+        ScopeCheck {
+            action: "repo.push",
+            repo: Some(repo),
+            repo_required: true,
+            branch,
+            branch_required: true,
+            ..ScopeCheck::default()
+        }
+    }
+
+    #[test]
+    fn a_request_inside_every_dimension_is_covered() {
+        assert_eq!(scope().covers(&push("acme/api", Some("feature/x"))), Ok(()));
+    }
+
+    #[test]
+    fn each_dimension_names_its_miss() {
+        let s = scope();
+        let e = s.covers(&push("acme/web", Some("feature/x"))).unwrap_err();
+        assert_eq!(e.to_string(), "repo `acme/web` is not in the task's scope");
+        let e = s.covers(&push("acme/api", Some("main"))).unwrap_err();
+        assert_eq!(e.to_string(), "branch `main` is not in the task's scope");
+        let e = s.covers(&push("acme/api", None)).unwrap_err();
+        assert_eq!((e.dimension, e.value), ("branch", None));
+        let e = s
+            .covers(&ScopeCheck {
+                action: "delete",
+                ..ScopeCheck::default()
+            })
+            .unwrap_err();
+        assert_eq!(e.to_string(), "action `delete` is not in the task's scope");
+        let merge = ScopeCheck {
+            action: "repo.merge",
+            base_branch: Some("main"),
+            base_branch_required: true,
+            ..push("acme/api", Some("feature/x"))
+        };
+        assert_eq!(s.covers(&merge).unwrap_err().dimension, "base branch");
+        let deploy = ScopeCheck {
+            action: "deploy",
+            environment: Some("production"),
+            environment_required: true,
+            ..ScopeCheck::default()
+        };
+        assert_eq!(s.covers(&deploy).unwrap_err().dimension, "environment");
+        let tool = ScopeCheck {
+            tool: Some("shell"),
+            ..push("acme/api", Some("feature/x"))
+        };
+        assert_eq!(s.covers(&tool).unwrap_err().dimension, "tool");
+        let secret = ScopeCheck {
+            secret: Some("api-key"),
+            ..push("acme/api", Some("feature/x"))
+        };
+        assert_eq!(s.covers(&secret).unwrap_err().dimension, "secret");
+    }
+
+    #[test]
+    fn an_empty_list_covers_nothing() {
+        let s = Scope {
+            actions: vec!["repo.push".into()],
+            ..Scope::default()
+        };
+        assert!(s.covers(&push("acme/api", Some("feature/x"))).is_err());
+        // Not required and not named: nothing to check.
+        assert!(
+            s.covers(&ScopeCheck {
+                action: "repo.push",
+                ..ScopeCheck::default()
+            })
+            .is_ok()
+        );
+    }
+}

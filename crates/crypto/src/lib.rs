@@ -263,3 +263,32 @@ mod tests {
         assert!(SigningKey::from_pkcs8_pem("not a key").is_err());
     }
 }
+
+/// HMAC-SHA-256 of `value` under `key`: a keyed hash for values the audit
+/// log must be able to match (the same command twice) without holding them
+/// in clear. Without the key, a guessed value cannot be confirmed.
+pub fn keyed_hash(key: &[u8; 32], value: &[u8]) -> Sha256Digest {
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);
+    let tag = aws_lc_rs::hmac::sign(&key, value);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(tag.as_ref());
+    out
+}
+
+#[cfg(test)]
+mod keyed_hash_tests {
+    use super::keyed_hash;
+
+    // Checked against a value computed independently (Python: hmac.new(bytes(range(32)), b"what do ya want for nothing?",
+    // hashlib.sha256).hexdigest()).
+    #[test]
+    fn keyed_hash_is_hmac_sha256() {
+        let key: [u8; 32] = core::array::from_fn(|i| i as u8);
+        let tag = keyed_hash(&key, b"what do ya want for nothing?");
+        assert_eq!(
+            hex::encode(tag),
+            "099805f4ac310786968565c098db515cc50862b420ae31e20238312344bed36a"
+        );
+        assert_ne!(keyed_hash(&key, b"a"), keyed_hash(&[0; 32], b"a"));
+    }
+}

@@ -20,6 +20,9 @@ pub const SIGNING_KEY_FILE: &str = "signing.key";
 /// Keys rotated in by `warrant keys rotate`, one `<kid>.pem` each (0600).
 pub const KEYS_DIR: &str = "keys";
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+/// The key of the keyed hashes (HMAC-SHA-256) under which the audit log
+/// keeps sensitive decision context (commands, URLs, paths, arguments).
+pub const CONTEXT_KEY_FILE: &str = "context.key";
 pub const ADMIN_USER: &str = "admin";
 pub const ADMIN_GROUP: &str = "admins";
 
@@ -153,6 +156,33 @@ pub fn load_or_generate_key(path: &Path) -> Result<SigningKey, BootstrapError> {
             path: path.to_owned(),
             why: e.to_string(),
         }),
+    }
+}
+
+/// Reads `<data-dir>/context.key` (64 hex digits), or generates it (0600)
+/// on first start. Several servers sharing one store need the same file, so
+/// their hashes of one value agree.
+pub fn load_or_generate_context_key(data_dir: &Path) -> Result<[u8; 32], BootstrapError> {
+    let path = data_dir.join(CONTEXT_KEY_FILE);
+    let bad = |why: &str| BootstrapError::ReadKey {
+        path: path.clone(),
+        why: why.to_owned(),
+    };
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let bytes = hex::decode(text.trim()).map_err(|_| bad("not 64 hex digits"))?;
+            let key =
+                <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| bad("not 64 hex digits"))?;
+            tighten(&path)?;
+            Ok(key)
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            let key = warrant_crypto::random_bytes::<32>()
+                .map_err(|e| BootstrapError::Crypto(e.to_string()))?;
+            write_private(&path, hex::encode(key).as_bytes(), true)?;
+            Ok(key)
+        }
+        Err(e) => Err(bad(&e.to_string())),
     }
 }
 

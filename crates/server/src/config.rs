@@ -66,6 +66,47 @@ pub struct Config {
     /// `[workload]` ones for the RFC 7523 jwt-bearer grant, `[human]` ones
     /// whose ID tokens sign users in to the API.
     pub issuers: Vec<warrant_identity::IssuerConfig>,
+    /// `[policy]`: the policy set, shadow set and what the server computes
+    /// for policies (protected branches, production environments).
+    pub policy: PolicyConfig,
+}
+
+/// Branches a push to (or merge into) counts as protected, by default.
+pub const DEFAULT_PROTECTED_BRANCHES: &[&str] = &["main", "master", "release/**"];
+/// Environments that count as production, by default.
+pub const DEFAULT_PRODUCTION_ENVIRONMENTS: &[&str] = &["production", "prod"];
+/// How long an approval request waits for a human, by default.
+pub const DEFAULT_APPROVAL_TTL: Duration = Duration::from_secs(30 * 60);
+
+/// `[policy]`.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    /// The policy directory; `None` serves the shipped default pack.
+    pub dir: Option<PathBuf>,
+    /// A candidate set evaluated beside the live one (shadow mode).
+    pub shadow_dir: Option<PathBuf>,
+    /// Branch globs (`main`, `release/**`) that are protected in every repo.
+    pub protected_branches: Vec<String>,
+    pub production_environments: Vec<String>,
+    pub approval_ttl: Duration,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            shadow_dir: None,
+            protected_branches: DEFAULT_PROTECTED_BRANCHES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            production_environments: DEFAULT_PRODUCTION_ENVIRONMENTS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
+            approval_ttl: DEFAULT_APPROVAL_TTL,
+        }
+    }
 }
 
 /// An agent declared in the config file.
@@ -97,6 +138,18 @@ struct RawConfig {
     agents: Vec<RawAgent>,
     #[serde(default)]
     issuers: Vec<warrant_identity::IssuerConfig>,
+    #[serde(default)]
+    policy: RawPolicy,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    dir: Option<PathBuf>,
+    shadow_dir: Option<PathBuf>,
+    protected_branches: Option<Vec<String>>,
+    production_environments: Option<Vec<String>>,
+    approval_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -301,7 +354,10 @@ impl Config {
             }
         }
 
+        let policy = policy_config(raw.policy)?;
+
         Ok(Config {
+            policy,
             trust_domain,
             public_url,
             listen,
@@ -383,3 +439,49 @@ fn valid_trust_domain(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+fn policy_config(raw: RawPolicy) -> Result<PolicyConfig, String> {
+    let mut policy = PolicyConfig {
+        dir: raw.dir,
+        shadow_dir: raw.shadow_dir,
+        ..PolicyConfig::default()
+    };
+    if let Some(branches) = raw.protected_branches {
+        for b in &branches {
+            warrant_core::Scope {
+                branches: vec![b.clone()],
+                ..Default::default()
+            }
+            .validated()
+            .map_err(|e| format!("`policy.protected_branches`: {e}"))?;
+        }
+        policy.protected_branches = branches;
+    }
+    if let Some(envs) = raw.production_environments {
+        for e in &envs {
+            warrant_core::Scope {
+                environments: vec![e.clone()],
+                ..Default::default()
+            }
+            .validated()
+            .map_err(|err| format!("`policy.production_environments`: {err}"))?;
+        }
+        policy.production_environments = envs;
+    }
+    if let Some(ttl) = raw.approval_ttl {
+        let d = parse_duration(&ttl).map_err(|e| format!("`policy.approval_ttl`: {e}"))?;
+        let secs = d.as_secs();
+        if !(60..=7 * 24 * 3600).contains(&secs) {
+            return Err("`policy.approval_ttl` must be between 1m and 168h".into());
+        }
+        policy.approval_ttl = Duration::from_secs(secs.unsigned_abs());
+    }
+    for (what, dir) in [("dir", &policy.dir), ("shadow_dir", &policy.shadow_dir)] {
+        if dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+            return Err(format!(
+                "`policy.{what}` is empty: give a directory of `.cedar` files"
+            ));
+        }
+    }
+    Ok(policy)
+}

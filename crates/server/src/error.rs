@@ -96,6 +96,12 @@ pub enum ApiError {
         "user `{0}` already exists and is not linked to this sign-in identity: sign in with the identity it was created for, or ask an admin"
     )]
     IdentityConflict(String),
+    /// A policy set that does not load: every error, `file:line:col: what`.
+    #[error(
+        "the policy set does not load, so the previous set keeps serving: {}; fix the files (`warrant policy validate DIR` shows the same) and reload again",
+        .0.join("; ")
+    )]
+    InvalidPolicy(Vec<String>),
     /// Any store error. Only `Unavailable` and `Rejected` are expected
     /// here: handlers turn the `NotFound`/`Conflict`/`InvalidState` cases
     /// they anticipate into specific variants first, so one reaching this
@@ -199,6 +205,9 @@ impl ApiError {
                 "identity_unavailable",
                 "identity provider unavailable",
             ),
+            ApiError::InvalidPolicy(_) => {
+                kind(S::UNPROCESSABLE_ENTITY, "invalid_policy", "invalid policy")
+            }
             ApiError::IdentityConflict(_) => {
                 kind(S::FORBIDDEN, "identity_conflict", "identity not linked")
             }

@@ -24,10 +24,12 @@ use warrant_store::{Store, StoreError};
 pub mod auth;
 pub mod bootstrap;
 pub mod config;
+pub mod entities;
 pub mod error;
 pub mod events;
 pub mod extract;
 pub mod issuer;
+pub mod policy;
 pub mod routes;
 pub mod run_auth;
 pub mod state;
@@ -91,6 +93,11 @@ pub enum ServerError {
     },
     #[error("the server failed: {0}")]
     Serve(std::io::Error),
+    #[error(
+        "the policy set does not load: {}: fix the files (`warrant policy validate DIR` shows the same) or remove `policy.dir` to serve the default pack",
+        .0.join("; ")
+    )]
+    Policy(Vec<String>),
     #[error("cannot record the server's {what} in the audit log: {source}")]
     Audit {
         what: &'static str,
@@ -142,6 +149,11 @@ async fn run(
     on_ready: impl FnOnce(&Ready) + Send,
 ) -> Result<(), ServerError> {
     let boot = bootstrap::run(&*store, &*clock, &config.data_dir, &config.agents).await?;
+    // Before serving anything: a policy set that does not load stops the
+    // start (there is no previous set to fall back to).
+    let context_key = bootstrap::load_or_generate_context_key(&config.data_dir)?;
+    let policies = policy::Policies::load(config.policy.clone(), context_key)
+        .map_err(|errors| ServerError::Policy(errors.iter().map(ToString::to_string).collect()))?;
     let addr = listener.local_addr().map_err(ServerError::Serve)?;
     store
         .append_audit(vec![events::server_started(
@@ -184,6 +196,8 @@ async fn run(
     let issuer = Arc::new(issuer);
     let mut state = AppState::new(store.clone(), clock.clone(), config.ttl, issuer);
     state.request_timeout = config.request_timeout;
+    state.policies = Arc::new(policies);
+    let reload_on_hangup = tokio::spawn(reload_on_sighup(state.clone()));
     let workers = Workers::spawn(
         state.clone(),
         WorkerSettings {
@@ -214,12 +228,33 @@ async fn run(
     )
     .await;
     tracing::info!("shutting down");
+    reload_on_hangup.abort();
     workers.stop().await;
     // The key of the moment: a rotation while serving replaced boot's.
     let key = state.issuer.key();
     let stopped = finish(&*store, &*clock, &key).await;
     served.map_err(ServerError::Serve)?;
     stopped
+}
+
+/// Reloads the policy sets on every SIGHUP (as `POST /v1/policies/reload`
+/// does): a set that does not load is refused and logged, the previous
+/// one keeps serving.
+async fn reload_on_sighup(state: AppState) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: reload policies with `POST /v1/policies/reload`");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading policies");
+        if let Err(e) = routes::policies::reload_as(&state, "system:sighup").await {
+            tracing::warn!(error = %e, "policy reload on SIGHUP refused");
+        }
+    }
 }
 
 /// Serves `app` until `shutdown` completes, then lets in-flight requests

@@ -7,12 +7,15 @@ use jiff::Timestamp;
 use warrant_core::{Clock, TtlBounds};
 use warrant_store::Store;
 
+use crate::entities::EntityCache;
 use crate::issuer::Issuer;
+use crate::policy::Policies;
 
 /// How long one request may take, unless the config says otherwise.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The application state: the store, the clock and the task limits.
+/// The application state: the store, the clock, the task limits, the token
+/// issuer and the policies.
 ///
 /// Time comes only from `clock`, so tests can drive expiry with a
 /// `FakeClock` instead of sleeping.
@@ -30,7 +33,16 @@ pub struct AppState {
     /// responses (the revocation stream) end instead of holding the
     /// graceful shutdown until its grace period runs out.
     pub shutdown: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The live policy set (and shadow candidate) decisions use.
+    pub policies: Arc<Policies>,
+    /// Users and agents as decisions read them, briefly cached.
+    pub entities: Arc<EntityCache>,
+    /// Batches standalone audit events (decisions) into shared commits.
+    pub audit: warrant_store::GroupCommitter,
 }
+
+/// Most events one group commit takes.
+const AUDIT_BATCH: usize = 256;
 
 impl AppState {
     pub fn new(
@@ -39,7 +51,15 @@ impl AppState {
         ttl: TtlBounds,
         issuer: Arc<Issuer>,
     ) -> Self {
+        // A test state gets a random context key (all zeros only if the
+        // system RNG fails, which `serve` would have refused to start on);
+        // `serve` replaces the policies with the configured ones and the
+        // data directory's key.
+        let context_key = warrant_crypto::random_bytes::<32>().unwrap_or([0u8; 32]);
         Self {
+            audit: warrant_store::GroupCommitter::new(store.clone(), AUDIT_BATCH),
+            policies: Arc::new(Policies::default_pack(context_key)),
+            entities: Arc::new(EntityCache::default()),
             store,
             clock,
             ttl,

@@ -15,7 +15,7 @@ use sqlx::error::ErrorKind;
 use warrant_audit::{Checkpoint, Hash, RawEvent};
 use warrant_core::{Agent, Name, Scope, Task, TaskId, User};
 
-use crate::{PublicKeyRecord, Run, RunState, StoreError, TaskClaim};
+use crate::{Approval, ApprovalState, PublicKeyRecord, Run, RunState, StoreError, TaskClaim};
 
 /// Default and maximum page size of [`crate::Store::list_tasks`].
 pub(crate) const MAX_TASKS: u32 = 1000;
@@ -412,6 +412,48 @@ impl RunRow {
             },
             created_at: from_us("run created_at", self.created_at)?,
             expires_at: from_us("run expires_at", self.expires_at)?,
+        })
+    }
+}
+
+/// An approval row; PostgreSQL selects its uuids as text.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ApprovalRow {
+    id: String,
+    task_id: String,
+    run_id: String,
+    action: String,
+    request: String,
+    request_hash: Vec<u8>,
+    quorum: i64,
+    policies: String,
+    reasons: String,
+    state: String,
+    created_at: i64,
+    expires_at: i64,
+}
+
+impl ApprovalRow {
+    pub(crate) fn decode(self) -> Result<Approval, StoreError> {
+        let uuid = |what: &str, s: &str| {
+            uuid::Uuid::try_parse(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+        };
+        Ok(Approval {
+            id: uuid("approval id", &self.id)?,
+            task_id: parse("approval task id", &self.task_id)?,
+            run_id: uuid("approval run id", &self.run_id)?,
+            action: self.action,
+            request: from_json("approval request", &self.request)?,
+            request_hash: hash32("approval request hash", &self.request_hash)?,
+            quorum: u32::try_from(self.quorum)
+                .map_err(|_| StoreError::Corrupt(format!("approval quorum `{}`", self.quorum)))?,
+            policies: from_json("approval policies", &self.policies)?,
+            reasons: from_json("approval reasons", &self.reasons)?,
+            state: ApprovalState::parse(&self.state).ok_or_else(|| {
+                StoreError::Corrupt(format!("approval state `{}`", shown(&self.state)))
+            })?,
+            created_at: from_us("approval created_at", self.created_at)?,
+            expires_at: from_us("approval expires_at", self.expires_at)?,
         })
     }
 }

@@ -138,6 +138,69 @@ pub struct UsedAssertion {
     pub expires_at: Timestamp,
 }
 
+/// Where an approval request is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApprovalState {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+    /// Its task ended before it was used.
+    Revoked,
+    /// Approved and used by the decision it was for.
+    Consumed,
+}
+
+impl ApprovalState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+            Self::Consumed => "consumed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "approved" => Self::Approved,
+            "denied" => Self::Denied,
+            "expired" => Self::Expired,
+            "revoked" => Self::Revoked,
+            "consumed" => Self::Consumed,
+            _ => return None,
+        })
+    }
+}
+
+/// A request for a human approval, created by an `approval_required`
+/// decision, bound to the exact request by `request_hash`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// A UUIDv7.
+    pub id: uuid::Uuid,
+    pub task_id: TaskId,
+    pub run_id: uuid::Uuid,
+    pub action: String,
+    /// What is asked, as shown to approvers: action, resource and the
+    /// decision-relevant context (JSON object).
+    pub request: serde_json::Value,
+    /// SHA-256 of the canonical `request`: the same action on another
+    /// commit, digest or environment is another request.
+    pub request_hash: Hash,
+    /// Distinct approvers needed.
+    pub quorum: u32,
+    /// The approval rules that asked for it, and their reasons.
+    pub policies: Vec<String>,
+    pub reasons: Vec<String>,
+    pub state: ApprovalState,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
 /// Whether a run's tokens may still be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunState {
@@ -375,6 +438,33 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         event: NewEvent,
     ) -> Result<Run, StoreError>;
     async fn get_run(&self, id: uuid::Uuid) -> Result<Option<Run>, StoreError>;
+
+    // --- decisions ----------------------------------------------------------
+
+    /// What a run has done so far: its marks (`class:<risk class>`,
+    /// `tainted`), sorted.
+    async fn run_marks(&self, run_id: uuid::Uuid) -> Result<Vec<String>, StoreError>;
+    /// Records a decision: adds `marks` to the run (marks it has already
+    /// are kept as they are), inserts `approval` if any, and appends
+    /// `event`, in one transaction. `NotFound` for an unknown run.
+    async fn record_decision(
+        &self,
+        run_id: uuid::Uuid,
+        marks: &[String],
+        approval: Option<&Approval>,
+        at: Timestamp,
+        event: NewEvent,
+    ) -> Result<Event, StoreError>;
+    async fn get_approval(&self, id: uuid::Uuid) -> Result<Option<Approval>, StoreError>;
+    /// The newest approval of `run_id` for `request_hash` in `state`, not
+    /// expired at `now`.
+    async fn find_approval(
+        &self,
+        run_id: uuid::Uuid,
+        request_hash: &Hash,
+        state: ApprovalState,
+        now: Timestamp,
+    ) -> Result<Option<Approval>, StoreError>;
     /// The runs of a task, oldest first.
     async fn task_runs(&self, task_id: TaskId) -> Result<Vec<Run>, StoreError>;
 

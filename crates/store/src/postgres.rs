@@ -22,14 +22,14 @@ use warrant_audit::{Checkpoint, Event, Hash, NewEvent, RawEvent};
 use warrant_core::{Agent, EndReason, Name, Task, TaskId, User};
 
 use crate::common::{
-    AgentRow, AuditRow, CheckpointRow, ClaimRow, MAX_AUDIT, MAX_REVOCATIONS, MAX_TASKS,
-    PublicKeyRow, RevocationRow, RunRow, TaskRow, UserRow, check_narrowing, check_refresh,
-    claim_refusal, decode_all, head_or_genesis, is_fk_violation, is_unique_violation,
-    migrate_error, page, sqlx_error, task_refusal, to_json, to_us, violates,
+    AgentRow, ApprovalRow, AuditRow, CheckpointRow, ClaimRow, MAX_AUDIT, MAX_REVOCATIONS,
+    MAX_TASKS, PublicKeyRow, RevocationRow, RunRow, TaskRow, UserRow, check_narrowing,
+    check_refresh, claim_refusal, decode_all, head_or_genesis, is_fk_violation,
+    is_unique_violation, migrate_error, page, sqlx_error, task_refusal, to_json, to_us, violates,
 };
 use crate::{
-    AuditFilter, PublicKeyRecord, Revocation, Run, RunState, Store, StoreError, TaskClaim,
-    TaskFilter, UsedAssertion,
+    Approval, ApprovalState, AuditFilter, PublicKeyRecord, Revocation, Run, RunState, Store,
+    StoreError, TaskClaim, TaskFilter, UsedAssertion,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -47,6 +47,7 @@ const TASK_COLUMNS: &str = "id::text AS id, agent, delegator, purpose, ticket, s
 const RUN_COLUMNS: &str = "id::text AS id, task_id::text AS task_id, agent, jkt, \
                            parent_run_id::text AS parent_run_id, depth::bigint AS depth, state, \
                            created_at, expires_at";
+const APPROVAL_COLUMNS: &str = "id::text AS id, task_id::text AS task_id, run_id::text AS run_id, action, request, request_hash, quorum, policies, reasons, state, created_at, expires_at";
 const CLAIM_COLUMNS: &str = "claim_hash, task_id::text AS task_id, created_at, expires_at, used_at";
 
 /// The PostgreSQL store. Cheap to share behind an `Arc`.
@@ -414,6 +415,14 @@ async fn end_task_tx(
     .map_err(sqlx_error)?;
     // INVARIANT: a run never outlives its task's end: its tokens are
     // refused from this commit on.
+    // An approval dies with its task: nothing may be done under it after.
+    sqlx::query(
+        "UPDATE approvals SET state = 'revoked' WHERE task_id = $1 AND state IN ('pending', 'approved')",
+    )
+    .bind(id.0)
+    .execute(&mut *conn)
+    .await
+    .map_err(sqlx_error)?;
     sqlx::query("UPDATE runs SET state = 'revoked' WHERE task_id = $1 AND state = 'live'")
         .bind(id.0)
         .execute(&mut *conn)
@@ -722,6 +731,62 @@ async fn refresh_run_tx(
     run_in(conn, id, false)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("run `{id}` vanished")))
+}
+
+async fn record_decision_tx(
+    conn: &mut PgConnection,
+    run_id: uuid::Uuid,
+    marks: &[String],
+    approval: Option<&Approval>,
+    at: Timestamp,
+    event: NewEvent,
+) -> Result<Event, StoreError> {
+    for mark in marks {
+        sqlx::query("INSERT INTO run_marks (run_id, mark, at) VALUES ($1, $2, $3) ON CONFLICT (run_id, mark) DO NOTHING")
+            .bind(run_id)
+            .bind(mark.as_str())
+            .bind(to_us(at))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| {
+                if is_fk_violation(&e) {
+                    StoreError::NotFound(format!("run `{run_id}`"))
+                } else {
+                    sqlx_error(e)
+                }
+            })?;
+    }
+    if let Some(approval) = approval {
+        sqlx::query(
+            "INSERT INTO approvals (id, task_id, run_id, action, request, request_hash, quorum, \
+             policies, reasons, state, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(approval.id)
+        .bind(approval.task_id.0)
+        .bind(approval.run_id)
+        .bind(approval.action.as_str())
+        .bind(to_json("approval request", &approval.request)?)
+        .bind(approval.request_hash.as_slice())
+        .bind(i64::from(approval.quorum))
+        .bind(to_json("approval policies", &approval.policies)?)
+        .bind(to_json("approval reasons", &approval.reasons)?)
+        .bind(approval.state.as_str())
+        .bind(to_us(approval.created_at))
+        .bind(to_us(approval.expires_at))
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict(format!("approval `{}`", approval.id))
+            } else if is_fk_violation(&e) {
+                StoreError::NotFound(format!("run `{}` or its task", approval.run_id))
+            } else {
+                sqlx_error(e)
+            }
+        })?;
+    }
+    append_one(conn, event).await
 }
 
 async fn narrow_task_tx(
@@ -1184,6 +1249,64 @@ impl Store for PgStore {
         let mut tx = self.begin().await?;
         let result = start_child_run_tx(&mut tx, run, now, event).await;
         finish(tx, result).await
+    }
+
+    async fn run_marks(&self, run_id: uuid::Uuid) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar::<_, String>(
+            "SELECT mark FROM run_marks WHERE run_id = $1 ORDER BY mark",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlx_error)
+    }
+
+    async fn record_decision(
+        &self,
+        run_id: uuid::Uuid,
+        marks: &[String],
+        approval: Option<&Approval>,
+        at: Timestamp,
+        event: NewEvent,
+    ) -> Result<Event, StoreError> {
+        let mut tx = self.begin().await?;
+        let result = record_decision_tx(&mut tx, run_id, marks, approval, at, event).await;
+        finish(tx, result).await
+    }
+
+    async fn get_approval(&self, id: uuid::Uuid) -> Result<Option<Approval>, StoreError> {
+        sqlx::query_as::<_, ApprovalRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sqlx_error)?
+        .map(ApprovalRow::decode)
+        .transpose()
+    }
+
+    async fn find_approval(
+        &self,
+        run_id: uuid::Uuid,
+        request_hash: &Hash,
+        state: ApprovalState,
+        now: Timestamp,
+    ) -> Result<Option<Approval>, StoreError> {
+        sqlx::query_as::<_, ApprovalRow>(sqlx::AssertSqlSafe(format!(
+            "SELECT {APPROVAL_COLUMNS} FROM approvals \
+             WHERE run_id = $1 AND request_hash = $2 AND state = $3 AND expires_at > $4 \
+             ORDER BY created_at DESC, id DESC LIMIT 1"
+        )))
+        .bind(run_id)
+        .bind(request_hash.as_slice())
+        .bind(state.as_str())
+        .bind(to_us(now))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sqlx_error)?
+        .map(ApprovalRow::decode)
+        .transpose()
     }
 
     async fn get_run(&self, id: uuid::Uuid) -> Result<Option<Run>, StoreError> {

@@ -33,6 +33,24 @@ enum Which {
     /// Run-token issuance (claim grant) and the cost of DPoP + run-token
     /// verification per request, against an in-process server.
     Token(TokenArgs),
+    /// In-process policy decision latency: the default pack and a synthetic
+    /// set of many policies over many entities, with and without the
+    /// per-action index.
+    Policy(policy::PolicyArgs),
+    /// HTTP decisions per second (`POST /v1/decisions` with DPoP, entity
+    /// loading and a durable group-committed audit event) against an
+    /// in-process server, at a stated concurrency.
+    Decisions(DecisionsArgs),
+}
+
+#[derive(Args, Debug)]
+struct DecisionsArgs {
+    /// Decisions to time in all (split across the runs).
+    #[arg(long, default_value_t = 5_000)]
+    requests: usize,
+    /// Concurrent agent runs asking for decisions.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
 }
 
 #[derive(Args, Debug)]
@@ -82,9 +100,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Which::AuditAppend(a) => audit_append(a).await,
         Which::AuditVerify(a) => audit_verify(a).await,
         Which::Token(a) => token::run(a).await,
+        Which::Policy(a) => policy::run(a),
+        Which::Decisions(a) => decisions::run(a).await,
     }
 }
 
+mod decisions;
+mod policy;
 mod token;
 
 /// A scratch store: a temp SQLite file (removed on drop) or the given URL.

@@ -13,6 +13,7 @@ mod bench;
 mod keys;
 mod kill;
 mod login;
+mod policy;
 mod revoke;
 mod serve;
 mod task;
@@ -90,7 +91,11 @@ pub enum Command {
     /// Manage the token and checkpoint signing keys (admin)
     #[command(subcommand)]
     Keys(keys::KeysCommand),
-    /// Measure audit append and verification speed, and run-token issuance
+    /// Validate and test policy directories, write the default pack
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Measure audit append and verification speed, run-token issuance and
+    /// policy decisions
     Bench(bench::BenchArgs),
 }
 
@@ -171,6 +176,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Revoke(args) => revoke::run(&ctx, args).await,
         Command::Kill(args) => kill::run(&ctx, args).await,
         Command::Keys(cmd) => keys::run(&ctx, cmd).await,
+        Command::Policy(cmd) => policy::run(&ctx, cmd).await,
         Command::Bench(args) => bench::run(args).await,
     }
 }

@@ -7,6 +7,7 @@ mod audit;
 mod errors;
 mod keys;
 mod kill;
+mod policy;
 mod refusals;
 mod serve;
 mod util;

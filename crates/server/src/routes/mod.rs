@@ -16,12 +16,14 @@ use crate::state::AppState;
 
 pub(crate) mod agents;
 mod audit;
+pub(crate) mod decisions;
 pub(crate) mod exchange;
 mod health;
 pub(crate) mod introspect;
 pub(crate) mod jwt_bearer;
 mod keys;
 mod kill;
+pub(crate) mod policies;
 pub(crate) mod refresh;
 mod revocations;
 mod runs;
@@ -53,6 +55,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/kill", post(kill::kill))
         .route(keys::ROTATE_PATH, post(keys::rotate))
         .route("/v1/audit", get(audit::list))
+        .route("/v1/decisions", post(decisions::decide))
+        .route("/v1/policies", get(policies::show))
+        .route(policies::RELOAD_PATH, post(policies::reload))
         .route(wellknown::JWKS_PATH, get(wellknown::jwks))
         .route(
             "/.well-known/openid-configuration",

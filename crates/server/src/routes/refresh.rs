@@ -136,7 +136,7 @@ pub(crate) async fn refresh(
 }
 
 /// `scope` with every entry the task no longer grants taken out.
-fn within(scope: &Scope, task: &Scope) -> Scope {
+pub(crate) fn within(scope: &Scope, task: &Scope) -> Scope {
     let keep = |mine: &[String], theirs: &[String]| -> Vec<String> {
         mine.iter()
             .filter(|e| theirs.contains(e))

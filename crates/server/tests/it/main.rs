@@ -5,6 +5,7 @@ mod auth;
 mod bad_input;
 mod bootstrap;
 mod config;
+mod decisions;
 mod exchange;
 mod hardening;
 mod introspect;

@@ -247,7 +247,7 @@ impl Api {
     }
 }
 
-async fn into_resp(res: reqwest::Response) -> Resp {
+pub async fn into_resp(res: reqwest::Response) -> Resp {
     let status = res.status().as_u16();
     let content_type = res
         .headers()

@@ -9,8 +9,8 @@ use warrant_audit::{Checkpoint, Event, Hash, NewEvent, Report, Verifier};
 use warrant_core::{Agent, EndReason, Name, Scope, Task, TaskId, TaskState, Tier, User};
 use warrant_crypto::SigningKey;
 use warrant_store::{
-    AuditFilter, GroupCommitter, PublicKeyRecord, RevocationKind, Run, RunState, Store, StoreError,
-    TaskClaim, TaskFilter, UsedAssertion,
+    Approval, ApprovalState, AuditFilter, GroupCommitter, PublicKeyRecord, RevocationKind, Run,
+    RunState, Store, StoreError, TaskClaim, TaskFilter, UsedAssertion,
 };
 
 use crate::Db;
@@ -2040,5 +2040,120 @@ pub async fn outside_identities_provision_and_link_users(store: Arc<dyn Store>) 
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    verify(&store).await;
+}
+
+pub async fn decisions_mark_runs_and_create_approvals(store: Arc<dyn Store>) {
+    seed(&store).await;
+    let (t, c) = task_with_claim(&store, 12).await;
+    let now = t0() + mins(1);
+    let run = run_for(&t, "jkt-decide", now);
+    store
+        .redeem_claim(&c.hash, &run, now, run_event(&run))
+        .await
+        .unwrap();
+    assert!(store.run_marks(run.id).await.unwrap().is_empty());
+    let decided = || event("decision", &format!("run:{}", run.id), Some(t.id));
+
+    // Marks accumulate; repeating one keeps it once.
+    store
+        .record_decision(run.id, &["class:read".into()], None, now, decided())
+        .await
+        .unwrap();
+    store
+        .record_decision(
+            run.id,
+            &["class:read".into(), "tainted".into()],
+            None,
+            now,
+            decided(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.run_marks(run.id).await.unwrap(),
+        vec!["class:read".to_owned(), "tainted".to_owned()]
+    );
+
+    // An approval, found again by its run and request hash while pending.
+    let approval = Approval {
+        id: uuid::Uuid::now_v7(),
+        task_id: t.id,
+        run_id: run.id,
+        action: "deploy".into(),
+        request: json!({"action": "deploy", "resource": {"type": "Environment", "id": "staging"}}),
+        request_hash: warrant_crypto::sha256(b"deploy staging"),
+        quorum: 2,
+        policies: vec!["approve-deploys".into()],
+        reasons: vec!["deploys need a human".into()],
+        state: ApprovalState::Pending,
+        created_at: now,
+        expires_at: now + mins(30),
+    };
+    store
+        .record_decision(run.id, &[], Some(&approval), now, decided())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_approval(approval.id).await.unwrap(),
+        Some(approval.clone())
+    );
+    let found = |state, at| {
+        let store = store.clone();
+        let hash = approval.request_hash;
+        async move { store.find_approval(run.id, &hash, state, at).await.unwrap() }
+    };
+    assert_eq!(
+        found(ApprovalState::Pending, now).await,
+        Some(approval.clone())
+    );
+    assert_eq!(found(ApprovalState::Approved, now).await, None);
+    assert_eq!(found(ApprovalState::Pending, now + mins(31)).await, None);
+    let other = store
+        .find_approval(
+            run.id,
+            &warrant_crypto::sha256(b"deploy prod"),
+            ApprovalState::Pending,
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(other, None);
+
+    // An unknown run writes nothing.
+    let before = head_seq(&store).await;
+    let err = store
+        .record_decision(
+            uuid::Uuid::now_v7(),
+            &["class:read".into()],
+            None,
+            now,
+            decided(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(head_seq(&store).await, before);
+
+    // Ending the task revokes its open approvals.
+    store
+        .end_task(
+            t.id,
+            EndReason::Completed,
+            None,
+            now,
+            task_event("task.ended", &t),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_approval(approval.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        ApprovalState::Revoked
+    );
     verify(&store).await;
 }

@@ -108,6 +108,7 @@ conformance! {
         a_workload_assertion_starts_one_run,
         refresh_extends_a_live_run_within_its_task_and_parent,
         outside_identities_provision_and_link_users,
+        decisions_mark_runs_and_create_approvals,
     ],
     db: [
         two_stores_on_one_database_form_one_chain,
