@@ -9,6 +9,7 @@ mod keys;
 mod kill;
 mod policy;
 mod refusals;
+mod replay;
 mod serve;
 mod util;
 mod workflow;

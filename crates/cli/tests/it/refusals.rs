@@ -15,19 +15,19 @@ const CLAIM: &str = "urn:warrant:grant-type:task-claim";
 const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
 
-struct Agent {
+pub struct Agent {
     rt: tokio::runtime::Runtime,
     http: reqwest::Client,
     base: String,
 }
 
-struct Reply {
-    status: u16,
-    body: Value,
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
 }
 
 impl Agent {
-    fn new(base: &str) -> Self {
+    pub fn new(base: &str) -> Self {
         Self {
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -38,7 +38,7 @@ impl Agent {
         }
     }
 
-    fn proof(&self, key: &ProofKey, method: &str, path: &str, token: Option<&str>) -> String {
+    pub fn proof(&self, key: &ProofKey, method: &str, path: &str, token: Option<&str>) -> String {
         let mut claims = json!({
             "jti": hex::encode(warrant_crypto::random_bytes::<16>().unwrap()),
             "htm": method,
@@ -75,6 +75,27 @@ impl Agent {
         })
     }
 
+    /// `POST /v1/decisions` as the run holding `key` and `token`.
+    pub fn decide(&self, key: &ProofKey, token: &str, body: &Value) -> Reply {
+        let proof = self.proof(key, "POST", "/v1/decisions", Some(token));
+        self.rt.block_on(async {
+            let res = self
+                .http
+                .post(format!("{}/v1/decisions", self.base))
+                .header("Authorization", format!("DPoP {token}"))
+                .header("DPoP", proof)
+                .json(body)
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            Reply {
+                status,
+                body: res.json().await.unwrap_or(Value::Null),
+            }
+        })
+    }
+
     fn me(&self, token: &str, proof: Option<&str>) -> u16 {
         self.rt.block_on(async {
             let mut req = self
@@ -88,7 +109,7 @@ impl Agent {
         })
     }
 
-    fn redeem(&self, key: &ProofKey, claim: &str) -> Reply {
+    pub fn redeem(&self, key: &ProofKey, claim: &str) -> Reply {
         let proof = self.proof(key, "POST", "/v1/token", None);
         self.token(&[("grant_type", CLAIM), ("claim", claim)], Some(&proof))
     }
@@ -124,7 +145,7 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-fn key() -> ProofKey {
+pub fn key() -> ProofKey {
     ProofKey::generate(JwsAlg::ES256).unwrap()
 }
 

@@ -451,3 +451,74 @@ async fn a_store_failure_decides_nothing() {
     assert!(r.body["decision"].is_null(), "{}", r.text);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn shadow_mode_records_differences_and_the_live_answer_counts() {
+    let root = private_tempdir();
+    let shadow = root.path().join("candidate");
+    std::fs::create_dir_all(&shadow).unwrap();
+    for (name, text) in warrant_policy::DEFAULT_PACK {
+        std::fs::write(shadow.join(name), text).unwrap();
+    }
+    std::fs::write(
+        shadow.join("freeze.cedar"),
+        "@id(\"freeze.web\")\n@reason(\"acme/web is frozen\")\nforbid (principal is Run, action == Action::\"repo.push\", resource == Repo::\"acme/web\");\n",
+    )
+    .unwrap();
+    let config = root.path().join("warrant.toml");
+    std::fs::write(
+        &config,
+        format!("[policy]\nshadow_dir = \"{}\"\n", shadow.display()),
+    )
+    .unwrap();
+    let mut opts = options(&root.path().join("data"));
+    opts.config_file = Some(config);
+    let server = Server::start_with(opts).await.unwrap();
+    let bob = add_user(&server, "bob", &[]).await;
+    add_agent(&server, "claude", "propose").await;
+    let run = run_for(
+        &server,
+        &bob,
+        "claude",
+        json!({"repos": ["acme/api", "acme/web"], "branches": ["feature/*"], "actions": ["repo.push"]}),
+    )
+    .await;
+    // The live set allows both; the candidate would deny the one to acme/web.
+    for (repo_id, differs) in [("acme/api", false), ("acme/web", true)] {
+        let r = run
+            .decide(
+                &server,
+                repo("repo.push", repo_id, json!({"branch": "feature/x"})),
+            )
+            .await;
+        decided(&r, "allow", "allowed");
+        let events = server.audit_events().await;
+        let last = events
+            .iter()
+            .rev()
+            .find(|e| e["kind"] == "decision")
+            .unwrap();
+        assert_eq!(last["data"]["shadow"]["differs"], differs, "{last}");
+        if differs {
+            assert_eq!(
+                last["data"]["shadow"]["outcome"]["decision"], "deny",
+                "{last}"
+            );
+            assert_eq!(
+                last["data"]["shadow"]["outcome"]["policies"],
+                json!(["freeze.web"]),
+                "{last}"
+            );
+        }
+    }
+    let live = server.get(&server.admin, "/v1/policies").await;
+    let live = live.assert_ok(200);
+    assert_eq!(live["source"], "default pack");
+    assert!(
+        live["shadow"]["policies"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("freeze.web"))
+    );
+    server.stop().await.unwrap();
+}

@@ -170,7 +170,11 @@ async fn measure(
     backend: &str,
 ) -> anyhow::Result<()> {
     client
-        .admin_post(admin, "/v1/agents", json!({"name": "bench", "tier": "propose"}))
+        .admin_post(
+            admin,
+            "/v1/agents",
+            json!({"name": "bench", "tier": "propose"}),
+        )
         .await?;
     let mut runs = Vec::with_capacity(a.concurrency);
     for _ in 0..a.concurrency {
