@@ -60,19 +60,20 @@ fi
 say "Node.js for tests: $(node --version)"
 # ---------------------------------------------------------------------------
 
-# --- an independent JWT verifier: Python PyJWT ---------------------------
+# --- independent verifiers: Python PyJWT and securesystemslib -----------
 # crates/server's tests verify run tokens with PyJWT's PyJWKClient against
-# /.well-known/jwks.json. They use $WARRANT_PYTHON, else the venv below, and
-# fail (never skip) when PyJWT cannot be imported.
+# /.well-known/jwks.json; crates/attest's tests check approval attestations
+# (DSSE envelopes) with securesystemslib. They use $WARRANT_PYTHON, else the
+# venv below, and fail (never skip) when a package cannot be imported.
 venv="$HOME/.cache/warrant-venv"
-if [ -z "${WARRANT_PYTHON:-}" ] && ! "$venv/bin/python" -c 'import jwt, cryptography' 2>/dev/null; then
+if [ -z "${WARRANT_PYTHON:-}" ] && ! "$venv/bin/python" -c 'import jwt, cryptography, securesystemslib.dsse' 2>/dev/null; then
   if ! command -v python3 >/dev/null; then
     say "installing Python 3"
     apt_install python3 python3-venv
   fi
-  say "installing PyJWT into $venv"
+  say "installing PyJWT and securesystemslib into $venv"
   python3 -m venv "$venv" || { apt_install python3-venv; python3 -m venv "$venv"; }
-  "$venv/bin/pip" install --quiet 'pyjwt[crypto]'
+  "$venv/bin/pip" install --quiet 'pyjwt[crypto]' 'securesystemslib[crypto]'
 fi
 # ---------------------------------------------------------------------------
 

@@ -52,6 +52,11 @@ pub enum ReasonCode {
     InvalidRequest,
     /// No policy permits the user to approve (the `approve` action).
     NotAnApprover,
+    /// An approval rule matched, and an approval of exactly this request by
+    /// eligible humans was waiting: allowed once (the server consumes it).
+    Approved,
+    /// An approval rule matched and the humans denied exactly this request.
+    ApprovalDenied,
 }
 
 impl ReasonCode {
@@ -67,6 +72,8 @@ impl ReasonCode {
             ReasonCode::UnknownAction => "unknown_action",
             ReasonCode::InvalidRequest => "invalid_request",
             ReasonCode::NotAnApprover => "not_an_approver",
+            ReasonCode::Approved => "approved",
+            ReasonCode::ApprovalDenied => "approval_denied",
         }
     }
 }

@@ -69,6 +69,8 @@ pub struct Config {
     /// `[policy]`: the policy set, shadow set and what the server computes
     /// for policies (protected branches, production environments).
     pub policy: PolicyConfig,
+    /// `[[approvals.webhooks]]`: who is told about approval requests.
+    pub webhooks: Vec<crate::notify::WebhookConfig>,
 }
 
 /// Branches a push to (or merge into) counts as protected, by default.
@@ -140,6 +142,23 @@ struct RawConfig {
     issuers: Vec<warrant_identity::IssuerConfig>,
     #[serde(default)]
     policy: RawPolicy,
+    #[serde(default)]
+    approvals: RawApprovals,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApprovals {
+    #[serde(default)]
+    webhooks: Vec<crate::notify::RawWebhook>,
+}
+
+impl std::fmt::Debug for RawApprovals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawApprovals")
+            .field("webhooks", &self.webhooks.len())
+            .finish()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -355,8 +374,11 @@ impl Config {
         }
 
         let policy = policy_config(raw.policy)?;
+        let webhooks = crate::notify::parse_webhooks(raw.approvals.webhooks)
+            .map_err(|e| format!("`approvals.webhooks`: {e}"))?;
 
         Ok(Config {
+            webhooks,
             policy,
             trust_domain,
             public_url,

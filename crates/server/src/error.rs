@@ -102,6 +102,27 @@ pub enum ApiError {
         .0.join("; ")
     )]
     InvalidPolicy(Vec<String>),
+    #[error("there is no approval with that id: see `warrant approvals list`")]
+    ApprovalNotFound,
+    /// Voting on an approval that is not pending (or has expired).
+    #[error("the approval is {0}: it takes no more answers; a new request makes a new approval")]
+    ApprovalClosed(&'static str),
+    /// No policy makes the caller an approver of this request.
+    #[error(
+        "you may not answer this approval: {0}; ask a member of the approvers group or an admin"
+    )]
+    NotAnApprover(String),
+    /// A policy forbids the caller answering (separation of duties).
+    #[error("you may not answer this approval: {0}")]
+    ApprovalForbidden(String),
+    #[error("`{0}` has already answered this approval: each approver answers once")]
+    AlreadyVoted(String),
+    /// The approved approval a decision was about to use was used (or
+    /// expired) at the same moment.
+    #[error(
+        "the approval for this request was used by another decision at the same moment: ask again"
+    )]
+    ApprovalRace,
     /// Any store error. Only `Unavailable` and `Rejected` are expected
     /// here: handlers turn the `NotFound`/`Conflict`/`InvalidState` cases
     /// they anticipate into specific variants first, so one reaching this
@@ -205,6 +226,16 @@ impl ApiError {
                 "identity_unavailable",
                 "identity provider unavailable",
             ),
+            ApiError::ApprovalRace => kind(S::CONFLICT, "approval_conflict", "approval conflict"),
+            ApiError::ApprovalNotFound => {
+                kind(S::NOT_FOUND, "approval_not_found", "approval not found")
+            }
+            ApiError::ApprovalClosed(_) => kind(S::CONFLICT, "approval_closed", "approval closed"),
+            ApiError::NotAnApprover(_) => kind(S::FORBIDDEN, "not_an_approver", "not an approver"),
+            ApiError::ApprovalForbidden(_) => {
+                kind(S::FORBIDDEN, "approval_forbidden", "approval forbidden")
+            }
+            ApiError::AlreadyVoted(_) => kind(S::CONFLICT, "already_voted", "already voted"),
             ApiError::InvalidPolicy(_) => {
                 kind(S::UNPROCESSABLE_ENTITY, "invalid_policy", "invalid policy")
             }

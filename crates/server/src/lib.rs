@@ -21,6 +21,7 @@ use warrant_core::{Clock, SystemClock};
 use warrant_crypto::SigningKey;
 use warrant_store::{Store, StoreError};
 
+pub mod approvals;
 pub mod auth;
 pub mod bootstrap;
 pub mod config;
@@ -29,6 +30,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod issuer;
+pub mod notify;
 pub mod policy;
 pub mod routes;
 pub mod run_auth;
@@ -197,6 +199,10 @@ async fn run(
     let mut state = AppState::new(store.clone(), clock.clone(), config.ttl, issuer);
     state.request_timeout = config.request_timeout;
     state.policies = Arc::new(policies);
+    state.notifier =
+        notify::Notifier::new(config.webhooks.clone(), notify::RetrySettings::default()).map_err(
+            |e| ServerError::Config(ConfigError::Options(format!("`approvals.webhooks`: {e}"))),
+        )?;
     let reload_on_hangup = tokio::spawn(reload_on_sighup(state.clone()));
     let workers = Workers::spawn(
         state.clone(),
@@ -230,6 +236,13 @@ async fn run(
     tracing::info!("shutting down");
     reload_on_hangup.abort();
     workers.stop().await;
+    // Deliveries still queued get a moment; the approvals themselves are in
+    // the store whatever happens to them.
+    state
+        .notifier
+        .clone()
+        .shutdown(Duration::from_secs(5))
+        .await;
     // The key of the moment: a rotation while serving replaced boot's.
     let key = state.issuer.key();
     let stopped = finish(&*store, &*clock, &key).await;

@@ -39,6 +39,8 @@ pub struct AppState {
     pub entities: Arc<EntityCache>,
     /// Batches standalone audit events (decisions) into shared commits.
     pub audit: warrant_store::GroupCommitter,
+    /// Approval webhooks (disabled unless configured).
+    pub notifier: crate::notify::Notifier,
 }
 
 /// Most events one group commit takes.
@@ -60,6 +62,7 @@ impl AppState {
             audit: warrant_store::GroupCommitter::new(store.clone(), AUDIT_BATCH),
             policies: Arc::new(Policies::default_pack(context_key)),
             entities: Arc::new(EntityCache::default()),
+            notifier: crate::notify::Notifier::disabled(),
             store,
             clock,
             ttl,

@@ -83,6 +83,44 @@ async fn reaper(state: AppState, every: Duration, mut stopped: watch::Receiver<b
             Ok(n) => tracing::info!(count = n, "ended expired tasks"),
             Err(e) => tracing::warn!(error = %e, "reaper could not end expired tasks"),
         }
+        match expire_approvals_once(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, "expired approval requests"),
+            Err(e) => tracing::warn!(error = %e, "reaper could not expire approvals"),
+        }
+    }
+}
+
+/// Marks every pending or approved approval past its expiry as `expired`
+/// (an `approval.expired` event each, actor `system:reaper`) and tells the
+/// webhooks. Returns how many.
+pub async fn expire_approvals_once(state: &AppState) -> Result<usize, StoreError> {
+    let mut total = 0;
+    loop {
+        let now = state.now();
+        let event = |a: &warrant_store::Approval| warrant_audit::NewEvent {
+            time: now,
+            kind: "approval.expired".to_owned(),
+            actor: ACTOR_REAPER.to_owned(),
+            subject: format!("approval:{}", a.id),
+            task_id: Some(a.task_id.to_string()),
+            data: serde_json::json!({
+                "approval_id": a.id.to_string(),
+                "action": a.action,
+                "expires_at": a.expires_at,
+            }),
+        };
+        let expired = state
+            .store
+            .expire_approvals(now, REAP_BATCH, &event)
+            .await?;
+        for a in &expired {
+            crate::approvals::notify_state(state, a, None).await;
+        }
+        total += expired.len();
+        if expired.len() < REAP_BATCH as usize {
+            return Ok(total);
+        }
     }
 }
 

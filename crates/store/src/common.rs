@@ -19,6 +19,7 @@ use crate::{Approval, ApprovalState, PublicKeyRecord, Run, RunState, StoreError,
 
 /// Default and maximum page size of [`crate::Store::list_tasks`].
 pub(crate) const MAX_TASKS: u32 = 1000;
+pub(crate) const MAX_APPROVALS: u32 = 1000;
 /// Default and maximum page size of [`crate::Store::list_audit`].
 pub(crate) const MAX_AUDIT: u32 = 10_000;
 
@@ -431,6 +432,8 @@ pub(crate) struct ApprovalRow {
     state: String,
     created_at: i64,
     expires_at: i64,
+    decided_at: Option<i64>,
+    consumed_at: Option<i64>,
 }
 
 impl ApprovalRow {
@@ -454,8 +457,66 @@ impl ApprovalRow {
             })?,
             created_at: from_us("approval created_at", self.created_at)?,
             expires_at: from_us("approval expires_at", self.expires_at)?,
+            decided_at: self
+                .decided_at
+                .map(|t| from_us("approval decided_at", t))
+                .transpose()?,
+            consumed_at: self
+                .consumed_at
+                .map(|t| from_us("approval consumed_at", t))
+                .transpose()?,
         })
     }
+}
+
+/// A vote row.
+#[derive(sqlx::FromRow)]
+pub(crate) struct VoteRow {
+    approval_id: String,
+    approver: String,
+    verdict: String,
+    reason: String,
+    at: i64,
+}
+
+impl VoteRow {
+    pub(crate) fn decode(self) -> Result<crate::Vote, StoreError> {
+        Ok(crate::Vote {
+            approval_id: uuid::Uuid::try_parse(&self.approval_id)
+                .map_err(|e| StoreError::Corrupt(format!("vote approval id: {e}")))?,
+            approver: name("vote approver", self.approver)?,
+            verdict: match self.verdict.as_str() {
+                "approve" => crate::Verdict::Approve,
+                "deny" => crate::Verdict::Deny,
+                other => {
+                    return Err(StoreError::Corrupt(format!(
+                        "vote verdict `{}`",
+                        shown(other)
+                    )));
+                }
+            },
+            reason: self.reason,
+            at: from_us("vote at", self.at)?,
+        })
+    }
+}
+
+/// Why `approval` cannot take a vote at `at`, if it cannot.
+pub(crate) fn vote_refusal(approval: &Approval, at: Timestamp) -> Option<StoreError> {
+    if approval.state != ApprovalState::Pending {
+        return Some(StoreError::InvalidState(format!(
+            "approval `{}` is {}",
+            approval.id,
+            approval.state.as_str()
+        )));
+    }
+    if approval.expires_at <= at {
+        return Some(StoreError::InvalidState(format!(
+            "approval `{}` has expired",
+            approval.id
+        )));
+    }
+    None
 }
 
 /// Why a claim cannot be redeemed at `now` for `task_id`, if it cannot.

@@ -199,6 +199,58 @@ pub struct Approval {
     pub state: ApprovalState,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
+    /// When it left `pending`.
+    pub decided_at: Option<Timestamp>,
+    /// When the decision it was for used it.
+    pub consumed_at: Option<Timestamp>,
+}
+
+/// An approver's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Approve,
+    Deny,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approve => "approve",
+            Self::Deny => "deny",
+        }
+    }
+}
+
+/// One approver's vote on an approval request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vote {
+    pub approval_id: uuid::Uuid,
+    pub approver: Name,
+    pub verdict: Verdict,
+    pub reason: String,
+    pub at: Timestamp,
+}
+
+/// What a decision writes besides its event.
+#[derive(Debug, Clone)]
+pub struct DecisionWrite<'a> {
+    pub run_id: uuid::Uuid,
+    pub task_id: TaskId,
+    /// Marks the run gains (`class:<risk class>`, `tainted`).
+    pub marks: &'a [String],
+    /// A new pending approval.
+    pub approval: Option<&'a Approval>,
+    /// An approved approval this decision uses up.
+    pub consume: Option<uuid::Uuid>,
+    pub at: Timestamp,
+}
+
+/// Which approvals to list; newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ApprovalFilter {
+    pub state: Option<ApprovalState>,
+    pub task_id: Option<TaskId>,
+    pub limit: Option<u32>,
 }
 
 /// Whether a run's tokens may still be used.
@@ -444,17 +496,42 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// What a run has done so far: its marks (`class:<risk class>`,
     /// `tainted`), sorted.
     async fn run_marks(&self, run_id: uuid::Uuid) -> Result<Vec<String>, StoreError>;
-    /// Records a decision: adds `marks` to the run (marks it has already
-    /// are kept as they are), inserts `approval` if any, and appends
-    /// `event`, in one transaction. `NotFound` for an unknown run.
+    /// Records a decision of a run (see [`DecisionWrite`]): adds `marks` to the run
+    /// (marks it has already are kept as they are), inserts `approval` if
+    /// any, consumes the approved approval `consume` if any, and appends
+    /// `event`, in one transaction. `NotFound` for an unknown run;
+    /// `InvalidState` (writing nothing) when `consume` is not approved and
+    /// unexpired at `at` (another decision used it, or it expired).
     async fn record_decision(
         &self,
-        run_id: uuid::Uuid,
-        marks: &[String],
-        approval: Option<&Approval>,
-        at: Timestamp,
+        write: &DecisionWrite<'_>,
         event: NewEvent,
     ) -> Result<Event, StoreError>;
+    /// Approvals matching `filter`, newest first.
+    async fn list_approvals(&self, filter: &ApprovalFilter) -> Result<Vec<Approval>, StoreError>;
+    /// The votes on an approval, oldest first.
+    async fn approval_votes(&self, id: uuid::Uuid) -> Result<Vec<Vote>, StoreError>;
+    /// Records `vote` on a pending approval not expired at `vote.at` and
+    /// appends `event`, in one transaction: a deny makes it `denied`; an
+    /// approve makes it `approved` once `quorum` distinct approvers have
+    /// approved. `NotFound` if absent; `InvalidState` (writing nothing) if it
+    /// is not pending or has expired; `Conflict` if this approver voted on
+    /// it already. `event` is built from the approval as the vote left it.
+    /// Returns the approval as it now is.
+    async fn vote_approval(
+        &self,
+        vote: &Vote,
+        event: &(dyn for<'a> Fn(&'a Approval) -> NewEvent + Send + Sync),
+    ) -> Result<Approval, StoreError>;
+    /// Marks pending and approved approvals whose `expires_at <= now` as
+    /// `expired`, at most `limit`, each with its own event from `event`, in
+    /// one transaction. Returns them as they now are.
+    async fn expire_approvals(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        event: &(dyn for<'a> Fn(&'a Approval) -> NewEvent + Send + Sync),
+    ) -> Result<Vec<Approval>, StoreError>;
     async fn get_approval(&self, id: uuid::Uuid) -> Result<Option<Approval>, StoreError>;
     /// The newest approval of `run_id` for `request_hash` in `state`, not
     /// expired at `now`.

@@ -23,14 +23,15 @@ use warrant_audit::{Checkpoint, Event, Hash, NewEvent, RawEvent};
 use warrant_core::{Agent, EndReason, Name, Task, TaskId, User};
 
 use crate::common::{
-    AgentRow, ApprovalRow, AuditRow, CheckpointRow, ClaimRow, MAX_AUDIT, MAX_REVOCATIONS,
-    MAX_TASKS, PublicKeyRow, RevocationRow, RunRow, TaskRow, UserRow, check_narrowing,
-    check_refresh, claim_refusal, decode_all, head_or_genesis, is_fk_violation,
-    is_unique_violation, page, sqlx_error, task_refusal, to_json, to_us, violates,
+    AgentRow, ApprovalRow, AuditRow, CheckpointRow, ClaimRow, MAX_APPROVALS, MAX_AUDIT,
+    MAX_REVOCATIONS, MAX_TASKS, PublicKeyRow, RevocationRow, RunRow, TaskRow, UserRow, VoteRow,
+    check_narrowing, check_refresh, claim_refusal, decode_all, head_or_genesis, is_fk_violation,
+    is_unique_violation, page, sqlx_error, task_refusal, to_json, to_us, violates, vote_refusal,
 };
 use crate::{
-    Approval, ApprovalState, AuditFilter, PublicKeyRecord, Revocation, Run, RunState, Store,
-    StoreError, TaskClaim, TaskFilter, UsedAssertion,
+    Approval, ApprovalFilter, ApprovalState, AuditFilter, DecisionWrite, PublicKeyRecord,
+    Revocation, Run, RunState, Store, StoreError, TaskClaim, TaskFilter, UsedAssertion, Verdict,
+    Vote,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -45,7 +46,7 @@ const TASK_COLUMNS: &str = "id, agent, delegator, purpose, ticket, scope, state,
 
 const RUN_COLUMNS: &str =
     "id, task_id, agent, jkt, parent_run_id, depth, state, created_at, expires_at";
-const APPROVAL_COLUMNS: &str = "id, task_id, run_id, action, request, request_hash, quorum, policies, reasons, state, created_at, expires_at";
+const APPROVAL_COLUMNS: &str = "id, task_id, run_id, action, request, request_hash, quorum, policies, reasons, state, created_at, expires_at, decided_at, consumed_at";
 const CLAIM_COLUMNS: &str = "claim_hash, task_id, created_at, expires_at, used_at";
 
 /// The SQLite store. Cheap to share behind an `Arc`.
@@ -429,9 +430,11 @@ async fn end_task_tx(
     // refused from this commit on.
     // An approval dies with its task: nothing may be done under it after.
     sqlx::query(
-        "UPDATE approvals SET state = 'revoked' WHERE task_id = $1 AND state IN ('pending', 'approved')",
+        "UPDATE approvals SET state = 'revoked', decided_at = $2 \
+         WHERE task_id = $1 AND state IN ('pending', 'approved')",
     )
     .bind(id.to_string())
+    .bind(to_us(at))
     .execute(&mut *conn)
     .await
     .map_err(sqlx_error)?;
@@ -694,12 +697,44 @@ async fn refresh_run_tx(
 
 async fn record_decision_tx(
     conn: &mut SqliteConnection,
-    run_id: uuid::Uuid,
-    marks: &[String],
-    approval: Option<&Approval>,
-    at: Timestamp,
+    write: &DecisionWrite<'_>,
     event: NewEvent,
 ) -> Result<Event, StoreError> {
+    let DecisionWrite {
+        run_id,
+        task_id,
+        marks,
+        approval,
+        consume,
+        at,
+    } = *write;
+    if approval.is_some() || consume.is_some() {
+        // Lock order as every writer: the task row first, so ending the
+        // task (which revokes its approvals) and this never deadlock.
+        sqlx::query("SELECT id FROM tasks WHERE id = $1")
+            .bind(task_id.to_string())
+            .execute(&mut *conn)
+            .await
+            .map_err(sqlx_error)?;
+    }
+    if let Some(id) = consume {
+        let used = sqlx::query(
+            "UPDATE approvals SET state = 'consumed', consumed_at = $2 \
+             WHERE id = $1 AND run_id = $3 AND state = 'approved' AND expires_at > $2",
+        )
+        .bind(id.to_string())
+        .bind(to_us(at))
+        .bind(run_id.to_string())
+        .execute(&mut *conn)
+        .await
+        .map_err(sqlx_error)?
+        .rows_affected();
+        if used != 1 {
+            return Err(StoreError::InvalidState(format!(
+                "approval `{id}` is not approved for this run any more"
+            )));
+        }
+    }
     for mark in marks {
         sqlx::query("INSERT INTO run_marks (run_id, mark, at) VALUES ($1, $2, $3) ON CONFLICT (run_id, mark) DO NOTHING")
             .bind(run_id.to_string())
@@ -746,6 +781,127 @@ async fn record_decision_tx(
         })?;
     }
     append_one(conn, event).await
+}
+
+async fn approval_in(
+    conn: &mut SqliteConnection,
+    id: uuid::Uuid,
+    lock: bool,
+) -> Result<Option<Approval>, StoreError> {
+    let sql = format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = $1");
+    // Inside `BEGIN IMMEDIATE` the write lock already keeps it still.
+    let _ = lock;
+    sqlx::query_as::<_, ApprovalRow>(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(sqlx_error)?
+        .map(ApprovalRow::decode)
+        .transpose()
+}
+
+async fn vote_approval_tx(
+    conn: &mut SqliteConnection,
+    vote: &Vote,
+    event: &(dyn for<'a> Fn(&'a Approval) -> NewEvent + Send + Sync + '_),
+) -> Result<Approval, StoreError> {
+    let id = vote.approval_id;
+    let Some(unlocked) = approval_in(conn, id, false).await? else {
+        return Err(StoreError::NotFound(format!("approval `{id}`")));
+    };
+    // Lock order: task row, then the approval, then the audit head.
+    sqlx::query("SELECT id FROM tasks WHERE id = $1")
+        .bind(unlocked.task_id.to_string())
+        .execute(&mut *conn)
+        .await
+        .map_err(sqlx_error)?;
+    let Some(approval) = approval_in(conn, id, true).await? else {
+        return Err(StoreError::NotFound(format!("approval `{id}`")));
+    };
+    if let Some(refusal) = vote_refusal(&approval, vote.at) {
+        return Err(refusal);
+    }
+    sqlx::query(
+        "INSERT INTO approval_votes (approval_id, approver, verdict, reason, at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id.to_string())
+    .bind(vote.approver.as_str())
+    .bind(vote.verdict.as_str())
+    .bind(vote.reason.as_str())
+    .bind(to_us(vote.at))
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict(format!("a vote by `{}` on approval `{id}`", vote.approver))
+        } else if is_fk_violation(&e) {
+            StoreError::NotFound(format!("user `{}`", vote.approver))
+        } else {
+            sqlx_error(e)
+        }
+    })?;
+    let new_state = match vote.verdict {
+        Verdict::Deny => Some(ApprovalState::Denied),
+        Verdict::Approve => {
+            let approvals: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM approval_votes WHERE approval_id = $1 AND verdict = 'approve'",
+            )
+            .bind(id.to_string())
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(sqlx_error)?;
+            (approvals >= i64::from(approval.quorum)).then_some(ApprovalState::Approved)
+        }
+    };
+    if let Some(state) = new_state {
+        sqlx::query("UPDATE approvals SET state = $2, decided_at = $3 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(state.as_str())
+            .bind(to_us(vote.at))
+            .execute(&mut *conn)
+            .await
+            .map_err(sqlx_error)?;
+    }
+    let now = approval_in(conn, id, false)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("approval `{id}` vanished")))?;
+    append_one(conn, event(&now)).await?;
+    Ok(now)
+}
+
+async fn expire_approvals_tx(
+    conn: &mut SqliteConnection,
+    now: Timestamp,
+    limit: u32,
+    event: &(dyn Fn(&Approval) -> NewEvent + Send + Sync + '_),
+) -> Result<Vec<Approval>, StoreError> {
+    let sql = format!(
+        "SELECT {APPROVAL_COLUMNS} FROM approvals \
+         WHERE state IN ('pending', 'approved') AND expires_at <= $1 \
+         ORDER BY expires_at, id LIMIT $2"
+    );
+    let due = sqlx::query_as::<_, ApprovalRow>(sqlx::AssertSqlSafe(sql))
+        .bind(to_us(now))
+        .bind(i64::from(limit.min(MAX_APPROVALS)))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(sqlx_error)?;
+    let mut expired = Vec::with_capacity(due.len());
+    for row in due {
+        let mut approval = row.decode()?;
+        sqlx::query("UPDATE approvals SET state = 'expired', decided_at = $2 WHERE id = $1")
+            .bind(approval.id.to_string())
+            .bind(to_us(now))
+            .execute(&mut *conn)
+            .await
+            .map_err(sqlx_error)?;
+        approval.state = ApprovalState::Expired;
+        approval.decided_at = Some(now);
+        append_one(conn, event(&approval)).await?;
+        expired.push(approval);
+    }
+    Ok(expired)
 }
 
 async fn narrow_task_tx(
@@ -1223,15 +1379,77 @@ impl Store for SqliteStore {
 
     async fn record_decision(
         &self,
-        run_id: uuid::Uuid,
-        marks: &[String],
-        approval: Option<&Approval>,
-        at: Timestamp,
+        write: &DecisionWrite<'_>,
         event: NewEvent,
     ) -> Result<Event, StoreError> {
         let _write = self.write.lock().await;
         let mut tx = self.begin().await?;
-        let result = record_decision_tx(&mut tx, run_id, marks, approval, at, event).await;
+        let result = record_decision_tx(&mut tx, write, event).await;
+        finish(tx, result).await
+    }
+
+    async fn list_approvals(&self, filter: &ApprovalFilter) -> Result<Vec<Approval>, StoreError> {
+        let mut sql = format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE 1 = 1");
+        let mut n = 0;
+        if filter.state.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND state = ${n}"));
+        }
+        if filter.task_id.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND task_id = ${n}"));
+        }
+        sql.push_str(&format!(
+            " ORDER BY created_at DESC, id DESC LIMIT ${}",
+            n + 1
+        ));
+        let mut q = sqlx::query_as::<_, ApprovalRow>(sqlx::AssertSqlSafe(sql));
+        if let Some(state) = filter.state {
+            q = q.bind(state.as_str());
+        }
+        if let Some(task) = filter.task_id {
+            q = q.bind(task.to_string());
+        }
+        let rows = q
+            .bind(page(filter.limit, MAX_APPROVALS))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sqlx_error)?;
+        decode_all(rows, ApprovalRow::decode)
+    }
+
+    async fn approval_votes(&self, id: uuid::Uuid) -> Result<Vec<Vote>, StoreError> {
+        let rows = sqlx::query_as::<_, VoteRow>(
+            "SELECT approval_id, approver, verdict, reason, at FROM approval_votes \
+             WHERE approval_id = $1 ORDER BY at, approver",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlx_error)?;
+        decode_all(rows, VoteRow::decode)
+    }
+
+    async fn vote_approval(
+        &self,
+        vote: &Vote,
+        event: &(dyn for<'a> Fn(&'a Approval) -> NewEvent + Send + Sync),
+    ) -> Result<Approval, StoreError> {
+        let _write = self.write.lock().await;
+        let mut tx = self.begin().await?;
+        let result = vote_approval_tx(&mut tx, vote, event).await;
+        finish(tx, result).await
+    }
+
+    async fn expire_approvals(
+        &self,
+        now: Timestamp,
+        limit: u32,
+        event: &(dyn for<'a> Fn(&'a Approval) -> NewEvent + Send + Sync),
+    ) -> Result<Vec<Approval>, StoreError> {
+        let _write = self.write.lock().await;
+        let mut tx = self.begin().await?;
+        let result = expire_approvals_tx(&mut tx, now, limit, event).await;
         finish(tx, result).await
     }
 

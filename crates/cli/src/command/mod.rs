@@ -8,6 +8,8 @@ use crate::credentials::{self, ApiToken, RawToken};
 use crate::output::OutputFormat;
 
 mod agent;
+mod approvals;
+mod attest;
 mod audit;
 mod bench;
 mod keys;
@@ -94,9 +96,16 @@ pub enum Command {
     /// Validate and test policy directories, write the default pack
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// See, approve and deny the approval requests of agents' high-impact
+    /// actions
+    #[command(subcommand)]
+    Approvals(approvals::ApprovalsCommand),
     /// Measure audit append and verification speed, run-token issuance and
     /// policy decisions
     Bench(bench::BenchArgs),
+    /// Verify approval attestations (signed DSSE envelopes), e.g. as a CI gate
+    #[command(subcommand)]
+    Attest(attest::AttestCommand),
 }
 
 /// What every subcommand may need from the global options.
@@ -177,7 +186,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Kill(args) => kill::run(&ctx, args).await,
         Command::Keys(cmd) => keys::run(&ctx, cmd).await,
         Command::Policy(cmd) => policy::run(&ctx, cmd).await,
+        Command::Approvals(cmd) => approvals::run(&ctx, cmd).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Attest(cmd) => attest::run(&ctx, cmd).await,
     }
 }
 

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod approvals;
+mod attest;
 mod audit;
 mod errors;
 mod keys;

@@ -75,6 +75,20 @@ impl Agent {
         })
     }
 
+    /// `GET path` with a user's bearer token: status and body text.
+    pub fn get_as(&self, bearer: &str, path: &str) -> (u16, String) {
+        self.rt.block_on(async {
+            let res = self
+                .http
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(bearer)
+                .send()
+                .await
+                .unwrap();
+            (res.status().as_u16(), res.text().await.unwrap())
+        })
+    }
+
     /// `POST /v1/decisions` as the run holding `key` and `token`.
     pub fn decide(&self, key: &ProofKey, token: &str, body: &Value) -> Reply {
         let proof = self.proof(key, "POST", "/v1/decisions", Some(token));

@@ -26,7 +26,8 @@ use serde_json::{Value, json};
 use warrant_audit::NewEvent;
 use warrant_core::Scope;
 use warrant_policy::{
-    Decision, DecisionInput, Outcome, PrincipalSnapshot, RequestContext, ResourceRef, RunState,
+    Decision, DecisionInput, Outcome, PrincipalSnapshot, ReasonCode, RequestContext, ResourceRef,
+    RunState,
 };
 use warrant_store::{Approval, ApprovalState, StoreError};
 
@@ -80,7 +81,7 @@ pub async fn decide(
     let started = Instant::now();
     let input = build_input(&state, &caller, request, context).await?;
     let live = state.policies.live();
-    let outcome = live.decide(&input);
+    let mut outcome = live.decide(&input);
     let shadow = state
         .policies
         .shadow()
@@ -89,12 +90,57 @@ pub async fn decide(
     let now = state.now();
     let mut approval = None;
     let mut reused = None;
+    let mut consume = None;
     if outcome.decision == Decision::ApprovalRequired {
-        let (request, hash) = request_of(&input);
-        reused = state
+        let hash = request_hash(&input);
+        // Humans already answered exactly this request: an approval is
+        // used once (consumed with this decision); a denial stands until
+        // the request would have expired.
+        let approved = state
             .store
-            .find_approval(caller.run.id, &hash, ApprovalState::Pending, now)
+            .find_approval(caller.run.id, &hash, ApprovalState::Approved, now)
             .await?;
+        let denied = match &approved {
+            Some(_) => None,
+            None => {
+                state
+                    .store
+                    .find_approval(caller.run.id, &hash, ApprovalState::Denied, now)
+                    .await?
+            }
+        };
+        if let Some(answered) = approved.or(denied) {
+            let votes = state.store.approval_votes(answered.id).await?;
+            let said: Vec<String> = votes
+                .iter()
+                .map(|v| format!("`{}`: {}", v.approver, v.reason))
+                .collect();
+            if answered.state == ApprovalState::Approved {
+                outcome.decision = Decision::Allow;
+                outcome.code = ReasonCode::Approved;
+                outcome.reasons = vec![format!(
+                    "approved once by {} (approval `{}`)",
+                    said.join("; "),
+                    answered.id
+                )];
+                consume = Some(answered.id);
+            } else {
+                outcome.decision = Decision::Deny;
+                outcome.code = ReasonCode::ApprovalDenied;
+                outcome.reasons = vec![format!(
+                    "denied by {} (approval `{}`)",
+                    said.join("; "),
+                    answered.id
+                )];
+            }
+            outcome.quorum = None;
+            reused = Some(answered);
+        } else {
+            reused = state
+                .store
+                .find_approval(caller.run.id, &hash, ApprovalState::Pending, now)
+                .await?;
+        }
         if reused.is_none() {
             let ttl = jiff::SignedDuration::try_from(state.policies.config.approval_ttl)
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -103,7 +149,8 @@ pub async fn decide(
                 task_id: caller.task.id,
                 run_id: caller.run.id,
                 action: input.action.clone(),
-                request,
+                request: serde_json::to_value(&input)
+                    .map_err(|e| ApiError::Internal(e.to_string()))?,
                 request_hash: hash,
                 quorum: outcome.quorum.unwrap_or(1),
                 policies: outcome.policies.clone(),
@@ -113,6 +160,8 @@ pub async fn decide(
                 expires_at: now
                     .checked_add(ttl)
                     .map_err(|e| ApiError::Internal(e.to_string()))?,
+                decided_at: None,
+                consumed_at: None,
             });
         }
     }
@@ -145,16 +194,30 @@ pub async fn decide(
         shadow.as_ref(),
         now,
     );
-    let recorded = if marks.is_empty() && approval.is_none() {
+    let recorded = if marks.is_empty() && approval.is_none() && consume.is_none() {
         state.audit.append(event).await
     } else {
         state
             .store
-            .record_decision(caller.run.id, &marks, approval.as_ref(), now, event)
+            .record_decision(
+                &warrant_store::DecisionWrite {
+                    run_id: caller.run.id,
+                    task_id: caller.task.id,
+                    marks: &marks,
+                    approval: approval.as_ref(),
+                    consume,
+                    at: now,
+                },
+                event,
+            )
             .await
     };
     let recorded = match recorded {
         Ok(e) => e,
+        // Another decision used the approval (or it expired) in between.
+        Err(StoreError::InvalidState(_)) if consume.is_some() => {
+            return Err(ApiError::ApprovalRace);
+        }
         // The run vanished between authentication and the write: corrupt
         // or a bug; never an allow.
         Err(StoreError::NotFound(what)) => {
@@ -162,6 +225,14 @@ pub async fn decide(
         }
         Err(e) => return Err(e.into()),
     };
+    if let Some(created) = &approval {
+        crate::approvals::notify_state(&state, created, None).await;
+    }
+    if let Some(used) = consume
+        && let Ok(Some(a)) = state.store.get_approval(used).await
+    {
+        crate::approvals::notify_state(&state, &a, None).await;
+    }
     tracing::debug!(
         action = %input.action,
         decision = %outcome.decision,
@@ -300,10 +371,11 @@ async fn build_input(
     })
 }
 
-/// What an approval is for, and its hash: action, resource and the
-/// request's context (JCS, SHA-256). The same action on another commit,
-/// digest, environment or command is another request.
-pub(crate) fn request_of(input: &DecisionInput) -> (Value, warrant_audit::Hash) {
+/// What an approval is for, and its hash: action, resource, the request's
+/// context, task and run (JCS, SHA-256). The same action on another commit,
+/// digest, environment or command is another request. The approval itself
+/// keeps the whole decision input, so its eligibility can be decided.
+pub(crate) fn request_hash(input: &DecisionInput) -> warrant_audit::Hash {
     let request = json!({
         "action": input.action,
         "resource": input.resource,
@@ -313,7 +385,7 @@ pub(crate) fn request_of(input: &DecisionInput) -> (Value, warrant_audit::Hash) 
     });
     let bytes = serde_json_canonicalizer::to_vec(&request)
         .unwrap_or_else(|_| request.to_string().into_bytes());
-    (request, warrant_crypto::sha256(&bytes))
+    warrant_crypto::sha256(&bytes)
 }
 
 #[expect(

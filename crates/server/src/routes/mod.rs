@@ -15,6 +15,7 @@ use crate::error::{ApiError, PROBLEM_JSON};
 use crate::state::AppState;
 
 pub(crate) mod agents;
+pub(crate) mod approvals;
 mod audit;
 pub(crate) mod decisions;
 pub(crate) mod exchange;
@@ -56,6 +57,14 @@ pub fn router(state: AppState) -> Router {
         .route(keys::ROTATE_PATH, post(keys::rotate))
         .route("/v1/audit", get(audit::list))
         .route("/v1/decisions", post(decisions::decide))
+        .route("/v1/approvals", get(approvals::list))
+        .route("/v1/approvals/{id}", get(approvals::show))
+        .route("/v1/approvals/{id}/approve", post(approvals::approve))
+        .route("/v1/approvals/{id}/deny", post(approvals::deny))
+        .route(
+            "/v1/approvals/{id}/attestation",
+            get(approvals::attestation),
+        )
         .route("/v1/policies", get(policies::show))
         .route(policies::RELOAD_PATH, post(policies::reload))
         .route(wellknown::JWKS_PATH, get(wellknown::jwks))

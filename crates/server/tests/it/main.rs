@@ -1,6 +1,7 @@
 //! Integration tests: the real server, started in-process, over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod approvals;
 mod auth;
 mod bad_input;
 mod bootstrap;

@@ -9,8 +9,9 @@ use warrant_audit::{Checkpoint, Event, Hash, NewEvent, Report, Verifier};
 use warrant_core::{Agent, EndReason, Name, Scope, Task, TaskId, TaskState, Tier, User};
 use warrant_crypto::SigningKey;
 use warrant_store::{
-    Approval, ApprovalState, AuditFilter, GroupCommitter, PublicKeyRecord, RevocationKind, Run,
-    RunState, Store, StoreError, TaskClaim, TaskFilter, UsedAssertion,
+    Approval, ApprovalFilter, ApprovalState, AuditFilter, DecisionWrite, GroupCommitter,
+    PublicKeyRecord, RevocationKind, Run, RunState, Store, StoreError, TaskClaim, TaskFilter,
+    UsedAssertion, Verdict, Vote,
 };
 
 use crate::Db;
@@ -2057,15 +2058,29 @@ pub async fn decisions_mark_runs_and_create_approvals(store: Arc<dyn Store>) {
 
     // Marks accumulate; repeating one keeps it once.
     store
-        .record_decision(run.id, &["class:read".into()], None, now, decided())
+        .record_decision(
+            &DecisionWrite {
+                run_id: run.id,
+                task_id: t.id,
+                marks: &["class:read".into()],
+                approval: None,
+                consume: None,
+                at: now,
+            },
+            decided(),
+        )
         .await
         .unwrap();
     store
         .record_decision(
-            run.id,
-            &["class:read".into(), "tainted".into()],
-            None,
-            now,
+            &DecisionWrite {
+                run_id: run.id,
+                task_id: t.id,
+                marks: &["class:read".into(), "tainted".into()],
+                approval: None,
+                consume: None,
+                at: now,
+            },
             decided(),
         )
         .await
@@ -2089,9 +2104,21 @@ pub async fn decisions_mark_runs_and_create_approvals(store: Arc<dyn Store>) {
         state: ApprovalState::Pending,
         created_at: now,
         expires_at: now + mins(30),
+        decided_at: None,
+        consumed_at: None,
     };
     store
-        .record_decision(run.id, &[], Some(&approval), now, decided())
+        .record_decision(
+            &DecisionWrite {
+                run_id: run.id,
+                task_id: t.id,
+                marks: &[],
+                approval: Some(&approval),
+                consume: None,
+                at: now,
+            },
+            decided(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -2124,10 +2151,14 @@ pub async fn decisions_mark_runs_and_create_approvals(store: Arc<dyn Store>) {
     let before = head_seq(&store).await;
     let err = store
         .record_decision(
-            uuid::Uuid::now_v7(),
-            &["class:read".into()],
-            None,
-            now,
+            &DecisionWrite {
+                run_id: uuid::Uuid::now_v7(),
+                task_id: t.id,
+                marks: &["class:read".into()],
+                approval: None,
+                consume: None,
+                at: now,
+            },
             decided(),
         )
         .await
@@ -2154,6 +2185,244 @@ pub async fn decisions_mark_runs_and_create_approvals(store: Arc<dyn Store>) {
             .unwrap()
             .state,
         ApprovalState::Revoked
+    );
+    verify(&store).await;
+}
+
+pub async fn approvals_take_votes_reach_quorum_and_are_consumed_once(store: Arc<dyn Store>) {
+    seed(&store).await;
+    for u in [
+        user("carol", false, &["approvers"]),
+        user("dave", false, &["approvers"]),
+    ] {
+        store
+            .create_user(
+                &u,
+                &warrant_crypto::sha256(u.name.as_str().as_bytes()),
+                user_event(&u),
+            )
+            .await
+            .unwrap();
+    }
+    let (t, c) = task_with_claim(&store, 13).await;
+    let now = t0() + mins(1);
+    let run = run_for(&t, "jkt-vote", now);
+    store
+        .redeem_claim(&c.hash, &run, now, run_event(&run))
+        .await
+        .unwrap();
+    let decided = || event("decision", &format!("run:{}", run.id), Some(t.id));
+    let new = |quorum: u32, n: u8| Approval {
+        id: uuid::Uuid::now_v7(),
+        task_id: t.id,
+        run_id: run.id,
+        action: "deploy".into(),
+        request: json!({"n": n}),
+        request_hash: warrant_crypto::sha256(&[n]),
+        quorum,
+        policies: vec!["approval.deploy".into()],
+        reasons: vec!["deploys need a human".into()],
+        state: ApprovalState::Pending,
+        created_at: now,
+        expires_at: now + mins(30),
+        decided_at: None,
+        consumed_at: None,
+    };
+    let two = new(2, 1);
+    store
+        .record_decision(
+            &DecisionWrite {
+                run_id: run.id,
+                task_id: t.id,
+                marks: &[],
+                approval: Some(&two),
+                consume: None,
+                at: now,
+            },
+            decided(),
+        )
+        .await
+        .unwrap();
+    let vote = |who: &str, verdict, id| Vote {
+        approval_id: id,
+        approver: name(who),
+        verdict,
+        reason: format!("{who} says so"),
+        at: now + mins(2),
+    };
+    let voted_event = |a: &Approval| {
+        event(
+            &format!("approval.{}", a.state.as_str()),
+            &format!("approval:{}", a.id),
+            Some(a.task_id),
+        )
+    };
+    let voted = || &voted_event;
+
+    // One of two approvals: still pending. The same approver again: a
+    // conflict that writes nothing. A second approver: approved.
+    let a = store
+        .vote_approval(&vote("carol", Verdict::Approve, two.id), voted())
+        .await
+        .unwrap();
+    assert_eq!(a.state, ApprovalState::Pending);
+    let before = head_seq(&store).await;
+    let err = store
+        .vote_approval(&vote("carol", Verdict::Approve, two.id), voted())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(head_seq(&store).await, before);
+    let a = store
+        .vote_approval(&vote("dave", Verdict::Approve, two.id), voted())
+        .await
+        .unwrap();
+    assert_eq!(a.state, ApprovalState::Approved);
+    assert_eq!(a.decided_at, Some(now + mins(2)));
+    let votes = store.approval_votes(two.id).await.unwrap();
+    assert_eq!(
+        votes
+            .iter()
+            .map(|v| v.approver.as_str())
+            .collect::<Vec<_>>(),
+        ["carol", "dave"]
+    );
+    // An approved approval takes no more votes.
+    let err = store
+        .vote_approval(&vote("alice", Verdict::Deny, two.id), voted())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidState(_)), "{err:?}");
+
+    // Consumed once; a second consumption writes nothing.
+    let at = now + mins(3);
+    store
+        .record_decision(
+            &DecisionWrite {
+                run_id: run.id,
+                task_id: t.id,
+                marks: &[],
+                approval: None,
+                consume: Some(two.id),
+                at,
+            },
+            decided(),
+        )
+        .await
+        .unwrap();
+    let a = store.get_approval(two.id).await.unwrap().unwrap();
+    assert_eq!(
+        (a.state, a.consumed_at),
+        (ApprovalState::Consumed, Some(at))
+    );
+    let before = head_seq(&store).await;
+    let err = store
+        .record_decision(
+            &DecisionWrite {
+                run_id: run.id,
+                task_id: t.id,
+                marks: &[],
+                approval: None,
+                consume: Some(two.id),
+                at,
+            },
+            decided(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidState(_)), "{err:?}");
+    assert_eq!(head_seq(&store).await, before);
+
+    // A deny closes it at once; an unknown approval is not found.
+    let denied = new(1, 2);
+    store
+        .record_decision(
+            &DecisionWrite {
+                run_id: run.id,
+                task_id: t.id,
+                marks: &[],
+                approval: Some(&denied),
+                consume: None,
+                at: now,
+            },
+            decided(),
+        )
+        .await
+        .unwrap();
+    let a = store
+        .vote_approval(&vote("carol", Verdict::Deny, denied.id), voted())
+        .await
+        .unwrap();
+    assert_eq!(a.state, ApprovalState::Denied);
+    let err = store
+        .vote_approval(
+            &vote("carol", Verdict::Approve, uuid::Uuid::now_v7()),
+            voted(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+
+    // Expiry: pending ones past their time expire, each with an event;
+    // a vote after expiry is refused.
+    let late = new(1, 3);
+    store
+        .record_decision(
+            &DecisionWrite {
+                run_id: run.id,
+                task_id: t.id,
+                marks: &[],
+                approval: Some(&late),
+                consume: None,
+                at: now,
+            },
+            decided(),
+        )
+        .await
+        .unwrap();
+    let mut after = vote("dave", Verdict::Approve, late.id);
+    after.at = now + mins(31);
+    let err = store.vote_approval(&after, voted()).await.unwrap_err();
+    assert!(matches!(err, StoreError::InvalidState(_)), "{err:?}");
+    let before = head_seq(&store).await;
+    let expired = store
+        .expire_approvals(now + mins(31), 100, &|a: &Approval| {
+            event(
+                "approval.expired",
+                &format!("approval:{}", a.id),
+                Some(a.task_id),
+            )
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        expired.iter().map(|a| a.id).collect::<Vec<_>>(),
+        vec![late.id]
+    );
+    assert_eq!(head_seq(&store).await, before + 1);
+    assert_eq!(
+        store.get_approval(late.id).await.unwrap().unwrap().state,
+        ApprovalState::Expired
+    );
+
+    let listed = store
+        .list_approvals(&ApprovalFilter {
+            task_id: Some(t.id),
+            ..ApprovalFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 3);
+    let pending = store
+        .list_approvals(&ApprovalFilter {
+            state: Some(ApprovalState::Denied),
+            ..ApprovalFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        pending.iter().map(|a| a.id).collect::<Vec<_>>(),
+        vec![denied.id]
     );
     verify(&store).await;
 }

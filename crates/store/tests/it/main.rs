@@ -109,6 +109,7 @@ conformance! {
         refresh_extends_a_live_run_within_its_task_and_parent,
         outside_identities_provision_and_link_users,
         decisions_mark_runs_and_create_approvals,
+        approvals_take_votes_reach_quorum_and_are_consumed_once,
     ],
     db: [
         two_stores_on_one_database_form_one_chain,
