@@ -174,6 +174,22 @@ impl Client {
         self.send(self.http.post(url).json(body)).await
     }
 
+    /// `PUT` a JSON body.
+    pub async fn put<T: DeserializeOwned, B: Serialize + ?Sized>(
+        &self,
+        segments: &[&str],
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let url = self.url(segments, &[]);
+        self.send(self.http.put(url).json(body)).await
+    }
+
+    /// `DELETE` the path made of `segments`.
+    pub async fn delete<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<T, ClientError> {
+        let url = self.url(segments, &[]);
+        self.send(self.http.delete(url)).await
+    }
+
     fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Url {
         let mut url = self.base.clone();
         // INVARIANT: `parse_addr` only accepts http(s) URLs with a host,

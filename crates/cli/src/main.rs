@@ -30,7 +30,10 @@ async fn main() -> ExitCode {
 
     match command::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => error::report(&err),
+        Err(err) => match err.downcast_ref::<command::ChildExit>() {
+            Some(exit) => ExitCode::from(u8::try_from(exit.0).unwrap_or(1)),
+            None => error::report(&err),
+        },
     }
 }
 

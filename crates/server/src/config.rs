@@ -71,6 +71,10 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// `[[approvals.webhooks]]`: who is told about approval requests.
     pub webhooks: Vec<crate::notify::WebhookConfig>,
+    /// `[[engines]]`, each built by `leases::build_engines` at start.
+    pub engines: Vec<toml::Value>,
+    /// `[leases]`: how revocations are retried.
+    pub leases: crate::leases::LeaseSettings,
 }
 
 /// Branches a push to (or merge into) counts as protected, by default.
@@ -144,6 +148,43 @@ struct RawConfig {
     policy: RawPolicy,
     #[serde(default)]
     approvals: RawApprovals,
+    #[serde(default)]
+    engines: Vec<toml::Value>,
+    #[serde(default)]
+    leases: RawLeases,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLeases {
+    max_revoke_attempts: Option<u32>,
+    revoke_backoff: Option<String>,
+    max_revoke_backoff: Option<String>,
+}
+
+fn lease_settings(raw: RawLeases) -> Result<crate::leases::LeaseSettings, String> {
+    let mut s = crate::leases::LeaseSettings::default();
+    if let Some(n) = raw.max_revoke_attempts {
+        if !(1..=100).contains(&n) {
+            return Err("`leases.max_revoke_attempts` must be between 1 and 100".into());
+        }
+        s.max_attempts = n;
+    }
+    let dur = |what: &str, raw: &str| -> Result<Duration, String> {
+        let d = parse_duration(raw).map_err(|e| format!("`leases.{what}`: {e}"))?;
+        let ms = d.as_millis();
+        if !(1..=86_400_000).contains(&ms) {
+            return Err(format!("`leases.{what}` must be between 1ms and 24h"));
+        }
+        Ok(Duration::from_millis(u64::try_from(ms).unwrap_or(1)))
+    };
+    if let Some(b) = raw.revoke_backoff {
+        s.backoff = dur("revoke_backoff", &b)?;
+    }
+    if let Some(b) = raw.max_revoke_backoff {
+        s.max_backoff = dur("max_revoke_backoff", &b)?;
+    }
+    Ok(s)
 }
 
 #[derive(Default, Deserialize)]
@@ -377,7 +418,10 @@ impl Config {
         let webhooks = crate::notify::parse_webhooks(raw.approvals.webhooks)
             .map_err(|e| format!("`approvals.webhooks`: {e}"))?;
 
+        let leases = lease_settings(raw.leases)?;
         Ok(Config {
+            engines: raw.engines,
+            leases,
             webhooks,
             policy,
             trust_domain,

@@ -102,6 +102,24 @@ pub enum ApiError {
         .0.join("; ")
     )]
     InvalidPolicy(Vec<String>),
+    #[error("there is no engine `{0}`: see `GET /v1/engines` for the configured ones")]
+    EngineNotFound(String),
+    #[error("{0}: see `GET /v1/engines` for the engine's roles")]
+    RoleNotFound(String),
+    #[error("{0}")]
+    InvalidLeaseRequest(String),
+    #[error("the engine's backend is unavailable, nothing was issued: {0}; retry later")]
+    EngineUnavailable(String),
+    #[error("the credential was refused by policy: {0}")]
+    LeaseDenied(String),
+    #[error(
+        "the credential needs a human approval first: approval `{0}` is pending; ask again once it is approved (`warrant approvals show {0}`)"
+    )]
+    LeaseNeedsApproval(String),
+    #[error("there is no lease with that id: see `warrant lease list`")]
+    LeaseNotFound,
+    #[error("the lease is {0}: there is nothing to revoke")]
+    LeaseClosed(&'static str),
     #[error("there is no approval with that id: see `warrant approvals list`")]
     ApprovalNotFound,
     /// Voting on an approval that is not pending (or has expired).
@@ -227,6 +245,26 @@ impl ApiError {
                 "identity provider unavailable",
             ),
             ApiError::ApprovalRace => kind(S::CONFLICT, "approval_conflict", "approval conflict"),
+            ApiError::EngineNotFound(_) => {
+                kind(S::NOT_FOUND, "engine_not_found", "engine not found")
+            }
+            ApiError::RoleNotFound(_) => kind(S::NOT_FOUND, "role_not_found", "role not found"),
+            ApiError::InvalidLeaseRequest(_) => kind(
+                S::UNPROCESSABLE_ENTITY,
+                "invalid_lease_request",
+                "invalid lease request",
+            ),
+            ApiError::EngineUnavailable(_) => kind(
+                S::SERVICE_UNAVAILABLE,
+                "engine_unavailable",
+                "engine unavailable",
+            ),
+            ApiError::LeaseDenied(_) => kind(S::FORBIDDEN, "lease_denied", "lease denied"),
+            ApiError::LeaseNeedsApproval(_) => {
+                kind(S::FORBIDDEN, "approval_required", "approval required")
+            }
+            ApiError::LeaseNotFound => kind(S::NOT_FOUND, "lease_not_found", "lease not found"),
+            ApiError::LeaseClosed(_) => kind(S::CONFLICT, "lease_closed", "lease closed"),
             ApiError::ApprovalNotFound => {
                 kind(S::NOT_FOUND, "approval_not_found", "approval not found")
             }

@@ -30,6 +30,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod issuer;
+pub mod leases;
 pub mod notify;
 pub mod policy;
 pub mod routes;
@@ -199,6 +200,16 @@ async fn run(
     let mut state = AppState::new(store.clone(), clock.clone(), config.ttl, issuer);
     state.request_timeout = config.request_timeout;
     state.policies = Arc::new(policies);
+    state.lease_settings = config.leases;
+    let engine_ctx = warrant_engines::EngineContext {
+        data_dir: config.data_dir.clone(),
+        signing_key: state.issuer.key(),
+        issuer: state.issuer.issuer().to_owned(),
+    };
+    state.engines = Arc::new(
+        leases::build_engines(&config.engines, &engine_ctx, &store)
+            .map_err(|e| ServerError::Config(ConfigError::Options(format!("`engines`: {e}"))))?,
+    );
     state.notifier =
         notify::Notifier::new(config.webhooks.clone(), notify::RetrySettings::default()).map_err(
             |e| ServerError::Config(ConfigError::Options(format!("`approvals.webhooks`: {e}"))),

@@ -41,6 +41,10 @@ pub struct AppState {
     pub audit: warrant_store::GroupCommitter,
     /// Approval webhooks (disabled unless configured).
     pub notifier: crate::notify::Notifier,
+    /// The credential engines, by name.
+    pub engines: Arc<crate::leases::Engines>,
+    /// How lease revocations are retried.
+    pub lease_settings: crate::leases::LeaseSettings,
 }
 
 /// Most events one group commit takes.
@@ -63,6 +67,8 @@ impl AppState {
             policies: Arc::new(Policies::default_pack(context_key)),
             entities: Arc::new(EntityCache::default()),
             notifier: crate::notify::Notifier::disabled(),
+            engines: Arc::new(crate::leases::Engines::default()),
+            lease_settings: crate::leases::LeaseSettings::default(),
             store,
             clock,
             ttl,

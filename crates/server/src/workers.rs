@@ -83,6 +83,11 @@ async fn reaper(state: AppState, every: Duration, mut stopped: watch::Receiver<b
             Ok(n) => tracing::info!(count = n, "ended expired tasks"),
             Err(e) => tracing::warn!(error = %e, "reaper could not end expired tasks"),
         }
+        match crate::leases::revoke_due(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(count = n, "revoked due leases"),
+            Err(e) => tracing::warn!(error = %e, "reaper could not revoke leases"),
+        }
         match expire_approvals_once(&state).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(count = n, "expired approval requests"),

@@ -20,6 +20,7 @@ use crate::{Approval, ApprovalState, PublicKeyRecord, Run, RunState, StoreError,
 /// Default and maximum page size of [`crate::Store::list_tasks`].
 pub(crate) const MAX_TASKS: u32 = 1000;
 pub(crate) const MAX_APPROVALS: u32 = 1000;
+pub(crate) const MAX_LEASES: u32 = 1000;
 /// Default and maximum page size of [`crate::Store::list_audit`].
 pub(crate) const MAX_AUDIT: u32 = 10_000;
 
@@ -465,6 +466,80 @@ impl ApprovalRow {
                 .consumed_at
                 .map(|t| from_us("approval consumed_at", t))
                 .transpose()?,
+        })
+    }
+}
+
+/// A lease row; PostgreSQL selects its uuids as text.
+#[derive(sqlx::FromRow)]
+pub(crate) struct LeaseRow {
+    id: String,
+    engine: String,
+    role: String,
+    task_id: String,
+    run_id: String,
+    handle: String,
+    public: String,
+    state: String,
+    issued_at: i64,
+    expires_at: i64,
+    revoke_reason: Option<String>,
+    attempts: i64,
+    last_error: Option<String>,
+    next_attempt_at: Option<i64>,
+    revoked_at: Option<i64>,
+}
+
+impl LeaseRow {
+    pub(crate) fn decode(self) -> Result<crate::Lease, StoreError> {
+        let uuid = |what: &str, s: &str| {
+            uuid::Uuid::try_parse(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+        };
+        let opt = |what: &str, t: Option<i64>| t.map(|t| from_us(what, t)).transpose();
+        Ok(crate::Lease {
+            id: uuid("lease id", &self.id)?,
+            engine: self.engine,
+            role: self.role,
+            task_id: parse("lease task id", &self.task_id)?,
+            run_id: uuid("lease run id", &self.run_id)?,
+            handle: from_json("lease handle", &self.handle)?,
+            public: from_json("lease public", &self.public)?,
+            state: crate::LeaseState::parse(&self.state).ok_or_else(|| {
+                StoreError::Corrupt(format!("lease state `{}`", shown(&self.state)))
+            })?,
+            issued_at: from_us("lease issued_at", self.issued_at)?,
+            expires_at: from_us("lease expires_at", self.expires_at)?,
+            revoke_reason: self.revoke_reason,
+            attempts: u32::try_from(self.attempts)
+                .map_err(|_| StoreError::Corrupt(format!("lease attempts `{}`", self.attempts)))?,
+            last_error: self.last_error,
+            next_attempt_at: opt("lease next_attempt_at", self.next_attempt_at)?,
+            revoked_at: opt("lease revoked_at", self.revoked_at)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct KvRow {
+    engine: String,
+    name: String,
+    key_id: String,
+    nonce: Vec<u8>,
+    ciphertext: Vec<u8>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl KvRow {
+    pub(crate) fn decode(self) -> Result<crate::SealedSecret, StoreError> {
+        Ok(crate::SealedSecret {
+            engine: self.engine,
+            name: self.name,
+            key_id: self.key_id,
+            nonce: self.nonce,
+            ciphertext: self.ciphertext,
+            created_at: from_us("kv created_at", self.created_at)?,
+            updated_at: from_us("kv updated_at", self.updated_at)?,
         })
     }
 }

@@ -245,6 +245,90 @@ pub struct DecisionWrite<'a> {
     pub at: Timestamp,
 }
 
+/// Where a lease is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseState {
+    /// Recorded, the engine is creating it (or crashed while doing so).
+    Issuing,
+    Active,
+    /// To be revoked: expired, its task or run ended, or asked for.
+    Revoking,
+    Revoked,
+    /// Revocation kept failing: surfaced loudly, needs a human.
+    Irrevocable,
+}
+
+impl LeaseState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Issuing => "issuing",
+            Self::Active => "active",
+            Self::Revoking => "revoking",
+            Self::Revoked => "revoked",
+            Self::Irrevocable => "irrevocable",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "issuing" => Self::Issuing,
+            "active" => Self::Active,
+            "revoking" => Self::Revoking,
+            "revoked" => Self::Revoked,
+            "irrevocable" => Self::Irrevocable,
+            _ => return None,
+        })
+    }
+}
+
+/// One issued downstream credential.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lease {
+    /// A UUIDv7.
+    pub id: uuid::Uuid,
+    pub engine: String,
+    pub role: String,
+    pub task_id: TaskId,
+    pub run_id: uuid::Uuid,
+    /// What the engine needs to revoke it (never a secret).
+    pub handle: serde_json::Value,
+    /// Non-secret facts about the credential.
+    pub public: serde_json::Value,
+    pub state: LeaseState,
+    pub issued_at: Timestamp,
+    /// Never past the task's end.
+    pub expires_at: Timestamp,
+    /// Why it is being (or was) revoked: `expired`, `task_ended`,
+    /// `run_ended`, `requested`, `issue_failed`, `interrupted`.
+    pub revoke_reason: Option<String>,
+    /// Failed revocation attempts so far.
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// Which leases to list; newest first.
+#[derive(Debug, Clone, Default)]
+pub struct LeaseFilter {
+    pub state: Option<LeaseState>,
+    pub task_id: Option<TaskId>,
+    pub run_id: Option<uuid::Uuid>,
+    pub limit: Option<u32>,
+}
+
+/// A `kv` engine's secret as stored: sealed, never in clear.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedSecret {
+    pub engine: String,
+    pub name: String,
+    pub key_id: String,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
 /// Which approvals to list; newest first.
 #[derive(Debug, Clone, Default)]
 pub struct ApprovalFilter {
@@ -544,6 +628,76 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Option<Approval>, StoreError>;
     /// The runs of a task, oldest first.
     async fn task_runs(&self, task_id: TaskId) -> Result<Vec<Run>, StoreError>;
+
+    // --- leases -----------------------------------------------------------
+
+    /// Records `lease` (state `issuing`) with `event`, before the engine
+    /// creates anything. `InvalidState` (writing nothing) unless its task and
+    /// run are live at `lease.issued_at`; `NotFound` for an unknown run.
+    async fn create_lease(&self, lease: &Lease, event: NewEvent) -> Result<(), StoreError>;
+    /// `issuing` -> `active` with what the engine reported. `InvalidState`
+    /// (writing nothing) when the lease is no longer `issuing` or its task or
+    /// run has ended meanwhile: the caller then revokes it.
+    async fn activate_lease(
+        &self,
+        id: uuid::Uuid,
+        public: &serde_json::Value,
+        expires_at: Timestamp,
+        event: NewEvent,
+    ) -> Result<Lease, StoreError>;
+    async fn get_lease(&self, id: uuid::Uuid) -> Result<Option<Lease>, StoreError>;
+    async fn list_leases(&self, filter: &LeaseFilter) -> Result<Vec<Lease>, StoreError>;
+    /// `issuing`/`active` -> `revoking` (`reason`), due at once. `NotFound`;
+    /// `InvalidState` when it is revoking, revoked or irrevocable already.
+    async fn request_revoke(
+        &self,
+        id: uuid::Uuid,
+        reason: &str,
+        at: Timestamp,
+        event: NewEvent,
+    ) -> Result<Lease, StoreError>;
+    /// Leases that need revoking now, oldest first, at most `limit`:
+    /// `revoking` ones due at `now`; `active` ones past `expires_at` or whose
+    /// task or run has ended (they are moved to `revoking` with the reason);
+    /// `issuing` ones recorded before `stale_issuing` (a crash interrupted
+    /// them).
+    async fn due_leases(
+        &self,
+        now: Timestamp,
+        stale_issuing: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Lease>, StoreError>;
+    /// The engine revoked it: -> `revoked`, with `event`.
+    async fn finish_revoke(
+        &self,
+        id: uuid::Uuid,
+        at: Timestamp,
+        event: NewEvent,
+    ) -> Result<Lease, StoreError>;
+    /// A revocation attempt failed: counts it, keeps `error`, and either
+    /// schedules the next attempt or, with `irrevocable`, gives up (with
+    /// `event`).
+    async fn fail_revoke(
+        &self,
+        id: uuid::Uuid,
+        error: &str,
+        next_attempt_at: Timestamp,
+        irrevocable: bool,
+        event: Option<NewEvent>,
+    ) -> Result<Lease, StoreError>;
+
+    // --- kv secrets -------------------------------------------------------
+
+    /// Stores (or replaces) a sealed secret with `event`.
+    async fn put_kv_secret(&self, secret: &SealedSecret, event: NewEvent)
+    -> Result<(), StoreError>;
+    async fn get_kv_secret(
+        &self,
+        engine: &str,
+        name: &str,
+    ) -> Result<Option<SealedSecret>, StoreError>;
+    /// An engine's sealed secrets, by name.
+    async fn list_kv_secrets(&self, engine: &str) -> Result<Vec<SealedSecret>, StoreError>;
 
     // --- revocations ------------------------------------------------------
 

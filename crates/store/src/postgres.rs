@@ -22,16 +22,16 @@ use warrant_audit::{Checkpoint, Event, Hash, NewEvent, RawEvent};
 use warrant_core::{Agent, EndReason, Name, Task, TaskId, User};
 
 use crate::common::{
-    AgentRow, ApprovalRow, AuditRow, CheckpointRow, ClaimRow, MAX_APPROVALS, MAX_AUDIT,
-    MAX_REVOCATIONS, MAX_TASKS, PublicKeyRow, RevocationRow, RunRow, TaskRow, UserRow, VoteRow,
-    check_narrowing, check_refresh, claim_refusal, decode_all, head_or_genesis, is_fk_violation,
-    is_unique_violation, migrate_error, page, sqlx_error, task_refusal, to_json, to_us, violates,
-    vote_refusal,
+    AgentRow, ApprovalRow, AuditRow, CheckpointRow, ClaimRow, KvRow, LeaseRow, MAX_APPROVALS,
+    MAX_AUDIT, MAX_LEASES, MAX_REVOCATIONS, MAX_TASKS, PublicKeyRow, RevocationRow, RunRow,
+    TaskRow, UserRow, VoteRow, check_narrowing, check_refresh, claim_refusal, decode_all,
+    head_or_genesis, is_fk_violation, is_unique_violation, migrate_error, page, sqlx_error,
+    task_refusal, to_json, to_us, violates, vote_refusal,
 };
 use crate::{
-    Approval, ApprovalFilter, ApprovalState, AuditFilter, DecisionWrite, PublicKeyRecord,
-    Revocation, Run, RunState, Store, StoreError, TaskClaim, TaskFilter, UsedAssertion, Verdict,
-    Vote,
+    Approval, ApprovalFilter, ApprovalState, AuditFilter, DecisionWrite, Lease, LeaseFilter,
+    LeaseState, PublicKeyRecord, Revocation, Run, RunState, SealedSecret, Store, StoreError,
+    TaskClaim, TaskFilter, UsedAssertion, Verdict, Vote,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
@@ -50,6 +50,7 @@ const RUN_COLUMNS: &str = "id::text AS id, task_id::text AS task_id, agent, jkt,
                            parent_run_id::text AS parent_run_id, depth::bigint AS depth, state, \
                            created_at, expires_at";
 const APPROVAL_COLUMNS: &str = "id::text AS id, task_id::text AS task_id, run_id::text AS run_id, action, request, request_hash, quorum, policies, reasons, state, created_at, expires_at, decided_at, consumed_at";
+const LEASE_COLUMNS: &str = "id::text AS id, engine, role, task_id::text AS task_id, run_id::text AS run_id, handle, public, state, issued_at, expires_at, revoke_reason, attempts, last_error, next_attempt_at, revoked_at";
 const CLAIM_COLUMNS: &str = "claim_hash, task_id::text AS task_id, created_at, expires_at, used_at";
 
 /// The PostgreSQL store. Cheap to share behind an `Arc`.
@@ -947,6 +948,121 @@ async fn expire_approvals_tx(
     Ok(expired)
 }
 
+async fn lease_in(
+    conn: &mut PgConnection,
+    id: uuid::Uuid,
+    lock: bool,
+) -> Result<Option<Lease>, StoreError> {
+    let sql = format!(
+        "SELECT {LEASE_COLUMNS} FROM leases WHERE id = $1{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    sqlx::query_as::<_, LeaseRow>(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(sqlx_error)?
+        .map(LeaseRow::decode)
+        .transpose()
+}
+
+async fn create_lease_tx(
+    conn: &mut PgConnection,
+    lease: &Lease,
+    event: NewEvent,
+) -> Result<(), StoreError> {
+    // Lock order as every writer: the task row, then the run.
+    let Some(task) = task_in(conn, lease.task_id, true).await? else {
+        return Err(StoreError::NotFound(format!("task `{}`", lease.task_id)));
+    };
+    if let Some(refusal) = task_refusal(&task, lease.issued_at) {
+        return Err(refusal);
+    }
+    let run = sqlx::query_as::<_, RunRow>(sqlx::AssertSqlSafe(format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE id = $1 FOR UPDATE"
+    )))
+    .bind(lease.run_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(sqlx_error)?
+    .map(RunRow::decode)
+    .transpose()?;
+    let Some(run) = run else {
+        return Err(StoreError::NotFound(format!("run `{}`", lease.run_id)));
+    };
+    if run.state != RunState::Live || run.task_id != lease.task_id {
+        return Err(StoreError::InvalidState(format!(
+            "run `{}` is not live",
+            run.id
+        )));
+    }
+    sqlx::query(
+        "INSERT INTO leases (id, engine, role, task_id, run_id, handle, public, state, issued_at, \
+         expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'issuing', $8, $9)",
+    )
+    .bind(lease.id)
+    .bind(lease.engine.as_str())
+    .bind(lease.role.as_str())
+    .bind(lease.task_id.0)
+    .bind(lease.run_id)
+    .bind(to_json("lease handle", &lease.handle)?)
+    .bind(to_json("lease public", &lease.public)?)
+    .bind(to_us(lease.issued_at))
+    .bind(to_us(lease.expires_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict(format!("lease `{}`", lease.id))
+        } else {
+            sqlx_error(e)
+        }
+    })?;
+    append_one(conn, event).await?;
+    Ok(())
+}
+
+async fn activate_lease_tx(
+    conn: &mut PgConnection,
+    id: uuid::Uuid,
+    public: &serde_json::Value,
+    expires_at: Timestamp,
+    event: NewEvent,
+) -> Result<Lease, StoreError> {
+    let Some(unlocked) = lease_in(conn, id, false).await? else {
+        return Err(StoreError::NotFound(format!("lease `{id}`")));
+    };
+    let Some(task) = task_in(conn, unlocked.task_id, true).await? else {
+        return Err(StoreError::NotFound(format!("task `{}`", unlocked.task_id)));
+    };
+    let run_live: Option<String> =
+        sqlx::query_scalar("SELECT state FROM runs WHERE id = $1 FOR UPDATE")
+            .bind(unlocked.run_id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(sqlx_error)?;
+    let Some(lease) = lease_in(conn, id, true).await? else {
+        return Err(StoreError::NotFound(format!("lease `{id}`")));
+    };
+    if lease.state != LeaseState::Issuing || !task.is_live() || run_live.as_deref() != Some("live")
+    {
+        return Err(StoreError::InvalidState(format!(
+            "lease `{id}` can no longer be activated"
+        )));
+    }
+    sqlx::query("UPDATE leases SET state = 'active', public = $2, expires_at = $3 WHERE id = $1")
+        .bind(id)
+        .bind(to_json("lease public", public)?)
+        .bind(to_us(expires_at.min(lease.expires_at)))
+        .execute(&mut *conn)
+        .await
+        .map_err(sqlx_error)?;
+    append_one(conn, event).await?;
+    lease_in(conn, id, false)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("lease `{id}` vanished")))
+}
+
 async fn narrow_task_tx(
     conn: &mut PgConnection,
     task: &Task,
@@ -1490,6 +1606,289 @@ impl Store for PgStore {
         let mut tx = self.begin().await?;
         let result = expire_approvals_tx(&mut tx, now, limit, event).await;
         finish(tx, result).await
+    }
+
+    async fn create_lease(&self, lease: &Lease, event: NewEvent) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let result = create_lease_tx(&mut tx, lease, event).await;
+        finish(tx, result).await
+    }
+
+    async fn activate_lease(
+        &self,
+        id: uuid::Uuid,
+        public: &serde_json::Value,
+        expires_at: Timestamp,
+        event: NewEvent,
+    ) -> Result<Lease, StoreError> {
+        let mut tx = self.begin().await?;
+        let result = activate_lease_tx(&mut tx, id, public, expires_at, event).await;
+        finish(tx, result).await
+    }
+
+    async fn get_lease(&self, id: uuid::Uuid) -> Result<Option<Lease>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(sqlx_error)?;
+        lease_in(&mut conn, id, false).await
+    }
+
+    async fn list_leases(&self, filter: &LeaseFilter) -> Result<Vec<Lease>, StoreError> {
+        let mut sql = format!("SELECT {LEASE_COLUMNS} FROM leases WHERE 1 = 1");
+        let mut n = 0;
+        if filter.state.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND state = ${n}"));
+        }
+        if filter.task_id.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND task_id = ${n}"));
+        }
+        if filter.run_id.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND run_id = ${n}"));
+        }
+        sql.push_str(&format!(
+            " ORDER BY issued_at DESC, id DESC LIMIT ${}",
+            n + 1
+        ));
+        let mut q = sqlx::query_as::<_, LeaseRow>(sqlx::AssertSqlSafe(sql));
+        if let Some(state) = filter.state {
+            q = q.bind(state.as_str());
+        }
+        if let Some(task) = filter.task_id {
+            q = q.bind(task.0);
+        }
+        if let Some(run) = filter.run_id {
+            q = q.bind(run);
+        }
+        let rows = q
+            .bind(page(filter.limit, MAX_LEASES))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(sqlx_error)?;
+        decode_all(rows, LeaseRow::decode)
+    }
+
+    async fn request_revoke(
+        &self,
+        id: uuid::Uuid,
+        reason: &str,
+        at: Timestamp,
+        event: NewEvent,
+    ) -> Result<Lease, StoreError> {
+        let mut tx = self.begin().await?;
+        let result = async {
+            let Some(lease) = lease_in(&mut tx, id, true).await? else {
+                return Err(StoreError::NotFound(format!("lease `{id}`")));
+            };
+            if !matches!(lease.state, LeaseState::Issuing | LeaseState::Active) {
+                return Err(StoreError::InvalidState(format!(
+                    "lease `{id}` is {}",
+                    lease.state.as_str()
+                )));
+            }
+            sqlx::query(
+                "UPDATE leases SET state = 'revoking', revoke_reason = $2, next_attempt_at = $3 \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(reason)
+            .bind(to_us(at))
+            .execute(&mut *tx)
+            .await
+            .map_err(sqlx_error)?;
+            append_one(&mut tx, event).await?;
+            lease_in(&mut tx, id, false)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt(format!("lease `{id}` vanished")))
+        }
+        .await;
+        finish(tx, result).await
+    }
+
+    async fn due_leases(
+        &self,
+        now: Timestamp,
+        stale_issuing: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let mut tx = self.begin().await?;
+        let result = async {
+            // Active leases whose time, task or run is over become due.
+            for (reason, sql) in [
+                (
+                    "expired",
+                    "UPDATE leases SET state = 'revoking', revoke_reason = $1, next_attempt_at = $2 \
+                     WHERE state = 'active' AND expires_at <= $2",
+                ),
+                (
+                    "task_ended",
+                    "UPDATE leases SET state = 'revoking', revoke_reason = $1, next_attempt_at = $2 \
+                     WHERE state = 'active' AND task_id IN (SELECT id FROM tasks WHERE state = 'ended')",
+                ),
+                (
+                    "run_ended",
+                    "UPDATE leases SET state = 'revoking', revoke_reason = $1, next_attempt_at = $2 \
+                     WHERE state = 'active' AND run_id IN (SELECT id FROM runs WHERE state = 'revoked')",
+                ),
+                (
+                    "interrupted",
+                    "UPDATE leases SET state = 'revoking', revoke_reason = $1, next_attempt_at = $2 \
+                     WHERE state = 'issuing' AND issued_at <= $3",
+                ),
+            ] {
+                sqlx::query(sql)
+                    .bind(reason)
+                    .bind(to_us(now))
+                    .bind(to_us(stale_issuing))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(sqlx_error)?;
+            }
+            let rows = sqlx::query_as::<_, LeaseRow>(sqlx::AssertSqlSafe(format!(
+                "SELECT {LEASE_COLUMNS} FROM leases WHERE state = 'revoking' \
+                 AND (next_attempt_at IS NULL OR next_attempt_at <= $1) \
+                 ORDER BY next_attempt_at, id LIMIT $2"
+            )))
+            .bind(to_us(now))
+            .bind(i64::from(limit.min(MAX_LEASES)))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(sqlx_error)?;
+            decode_all(rows, LeaseRow::decode)
+        }
+        .await;
+        finish(tx, result).await
+    }
+
+    async fn finish_revoke(
+        &self,
+        id: uuid::Uuid,
+        at: Timestamp,
+        event: NewEvent,
+    ) -> Result<Lease, StoreError> {
+        let mut tx = self.begin().await?;
+        let result = async {
+            let changed = sqlx::query(
+                "UPDATE leases SET state = 'revoked', revoked_at = $2, next_attempt_at = NULL \
+                 WHERE id = $1 AND state IN ('revoking', 'irrevocable', 'issuing', 'active')",
+            )
+            .bind(id)
+            .bind(to_us(at))
+            .execute(&mut *tx)
+            .await
+            .map_err(sqlx_error)?
+            .rows_affected();
+            if changed != 1 {
+                return Err(StoreError::InvalidState(format!(
+                    "lease `{id}` is not being revoked"
+                )));
+            }
+            append_one(&mut tx, event).await?;
+            lease_in(&mut tx, id, false)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt(format!("lease `{id}` vanished")))
+        }
+        .await;
+        finish(tx, result).await
+    }
+
+    async fn fail_revoke(
+        &self,
+        id: uuid::Uuid,
+        error: &str,
+        next_attempt_at: Timestamp,
+        irrevocable: bool,
+        event: Option<NewEvent>,
+    ) -> Result<Lease, StoreError> {
+        let mut tx = self.begin().await?;
+        let result =
+            async {
+                let changed = sqlx::query(
+                "UPDATE leases SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, \
+                 state = $4 WHERE id = $1 AND state = 'revoking'",
+            )
+            .bind(id)
+            .bind(error.chars().take(500).collect::<String>())
+            .bind(to_us(next_attempt_at))
+            .bind(if irrevocable { "irrevocable" } else { "revoking" })
+            .execute(&mut *tx)
+            .await
+            .map_err(sqlx_error)?
+            .rows_affected();
+                if changed != 1 {
+                    return Err(StoreError::InvalidState(format!(
+                        "lease `{id}` is not being revoked"
+                    )));
+                }
+                if let Some(event) = event {
+                    append_one(&mut tx, event).await?;
+                }
+                lease_in(&mut tx, id, false)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt(format!("lease `{id}` vanished")))
+            }
+            .await;
+        finish(tx, result).await
+    }
+
+    async fn put_kv_secret(
+        &self,
+        secret: &SealedSecret,
+        event: NewEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let result = async {
+            sqlx::query(
+                "INSERT INTO kv_secrets (engine, name, key_id, nonce, ciphertext, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (engine, name) DO UPDATE SET key_id = excluded.key_id, \
+                 nonce = excluded.nonce, ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
+            )
+            .bind(secret.engine.as_str())
+            .bind(secret.name.as_str())
+            .bind(secret.key_id.as_str())
+            .bind(secret.nonce.as_slice())
+            .bind(secret.ciphertext.as_slice())
+            .bind(to_us(secret.created_at))
+            .bind(to_us(secret.updated_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(sqlx_error)?;
+            append_one(&mut tx, event).await?;
+            Ok(())
+        }
+        .await;
+        finish(tx, result).await
+    }
+
+    async fn get_kv_secret(
+        &self,
+        engine: &str,
+        name: &str,
+    ) -> Result<Option<SealedSecret>, StoreError> {
+        sqlx::query_as::<_, KvRow>(
+            "SELECT engine, name, key_id, nonce, ciphertext, created_at, updated_at \
+             FROM kv_secrets WHERE engine = $1 AND name = $2",
+        )
+        .bind(engine)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(sqlx_error)?
+        .map(KvRow::decode)
+        .transpose()
+    }
+
+    async fn list_kv_secrets(&self, engine: &str) -> Result<Vec<SealedSecret>, StoreError> {
+        let rows = sqlx::query_as::<_, KvRow>(
+            "SELECT engine, name, key_id, nonce, ciphertext, created_at, updated_at \
+             FROM kv_secrets WHERE engine = $1 ORDER BY name",
+        )
+        .bind(engine)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(sqlx_error)?;
+        decode_all(rows, KvRow::decode)
     }
 
     async fn get_approval(&self, id: uuid::Uuid) -> Result<Option<Approval>, StoreError> {

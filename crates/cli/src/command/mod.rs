@@ -12,8 +12,11 @@ mod approvals;
 mod attest;
 mod audit;
 mod bench;
+mod exec;
 mod keys;
 mod kill;
+mod kv;
+mod lease;
 mod login;
 mod policy;
 mod revoke;
@@ -106,7 +109,29 @@ pub enum Command {
     /// Verify approval attestations (signed DSSE envelopes), e.g. as a CI gate
     #[command(subcommand)]
     Attest(attest::AttestCommand),
+    /// Store and reseal the static secrets of `kv` engines (admin)
+    #[command(subcommand)]
+    Kv(kv::KvCommand),
+    /// List and revoke the downstream credentials Warrant issued (admin)
+    #[command(subcommand)]
+    Lease(lease::LeaseCommand),
+    /// Run a command as an agent run of a task, with short-lived credentials
+    /// in its environment, revoked when it exits
+    Exec(exec::ExecArgs),
 }
+
+/// A command run by `warrant exec` exited with this non-zero code: pass it
+/// through, say nothing more.
+#[derive(Debug)]
+pub struct ChildExit(pub i32);
+
+impl std::fmt::Display for ChildExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the command exited with status {}", self.0)
+    }
+}
+
+impl std::error::Error for ChildExit {}
 
 /// What every subcommand may need from the global options.
 #[derive(Debug)]
@@ -189,6 +214,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Approvals(cmd) => approvals::run(&ctx, cmd).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Attest(cmd) => attest::run(&ctx, cmd).await,
+        Command::Lease(cmd) => lease::run(&ctx, cmd).await,
+        Command::Kv(cmd) => kv::run(&ctx, cmd).await,
+        Command::Exec(args) => match exec::run(&ctx, args).await? {
+            0 => Ok(()),
+            code => Err(ChildExit(code).into()),
+        },
     }
 }
 

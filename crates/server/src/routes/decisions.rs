@@ -77,9 +77,20 @@ pub async fn decide(
     caller: RunCaller,
     ApiJson(request): ApiJson<DecisionRequest>,
 ) -> Result<Json<DecisionResponse>, ApiError> {
+    decide_request(&state, &caller, request).await.map(Json)
+}
+
+/// Decides `request` for `caller` and records it: what `POST
+/// /v1/decisions` does, also used by other endpoints that decide first
+/// (leases decide `credential.issue`).
+pub(crate) async fn decide_request(
+    state: &AppState,
+    caller: &RunCaller,
+    request: DecisionRequest,
+) -> Result<DecisionResponse, ApiError> {
     let context = check_request(&request)?;
     let started = Instant::now();
-    let input = build_input(&state, &caller, request, context).await?;
+    let input = build_input(state, caller, request, context).await?;
     let live = state.policies.live();
     let mut outcome = live.decide(&input);
     let shadow = state
@@ -185,8 +196,8 @@ pub async fn decide(
     }
 
     let event = decision_event(
-        &state,
-        &caller,
+        state,
+        caller,
         &input,
         &outcome,
         live.fingerprint(),
@@ -226,12 +237,12 @@ pub async fn decide(
         Err(e) => return Err(e.into()),
     };
     if let Some(created) = &approval {
-        crate::approvals::notify_state(&state, created, None).await;
+        crate::approvals::notify_state(state, created, None).await;
     }
     if let Some(used) = consume
         && let Ok(Some(a)) = state.store.get_approval(used).await
     {
-        crate::approvals::notify_state(&state, &a, None).await;
+        crate::approvals::notify_state(state, &a, None).await;
     }
     tracing::debug!(
         action = %input.action,
@@ -241,7 +252,7 @@ pub async fn decide(
         micros = started.elapsed().as_micros() as u64,
         "decided"
     );
-    Ok(Json(DecisionResponse {
+    Ok(DecisionResponse {
         decision: outcome.decision,
         code: outcome.code.as_str(),
         reasons: outcome.reasons,
@@ -252,7 +263,7 @@ pub async fn decide(
             .quorum
             .filter(|_| outcome.decision == Decision::ApprovalRequired),
         audit_seq: recorded.seq,
-    }))
+    })
 }
 
 /// Shape checks the schema cannot express; the server-computed fields are

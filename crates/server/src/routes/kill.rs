@@ -130,6 +130,7 @@ pub async fn kill(
         }
     }
     tracing::warn!(by = %caller.user.name, %note, tasks = ended.len(), "kill switch");
+    crate::leases::revoke_due_soon(&state);
     Ok(Json(json!({ "ended": ended })))
 }
 
@@ -155,6 +156,7 @@ pub async fn revoke_run(
         Err(e) => return Err(e.into()),
     };
     tracing::info!(run = %id, by = %caller.user.name, "run revoked");
+    crate::leases::revoke_due_soon(&state);
     Ok(Json(json!({
         "run_id": run.id.to_string(),
         "task_id": run.task_id,

@@ -24,6 +24,7 @@ pub(crate) mod introspect;
 pub(crate) mod jwt_bearer;
 mod keys;
 mod kill;
+pub(crate) mod leases;
 pub(crate) mod policies;
 pub(crate) mod refresh;
 mod revocations;
@@ -57,6 +58,18 @@ pub fn router(state: AppState) -> Router {
         .route(keys::ROTATE_PATH, post(keys::rotate))
         .route("/v1/audit", get(audit::list))
         .route("/v1/decisions", post(decisions::decide))
+        .route("/v1/leases", post(leases::create).get(leases::list))
+        .route("/v1/leases/{id}", get(leases::show).delete(leases::revoke))
+        .route("/v1/engines", get(leases::engines))
+        .route("/v1/engines/{name}/krl", get(leases::krl))
+        .route("/v1/engines/{name}/ca", get(leases::ca))
+        .route("/v1/engines/{name}/secrets", get(leases::list_secrets))
+        .route(
+            "/v1/engines/{name}/secrets/{secret}",
+            axum::routing::put(leases::put_secret),
+        )
+        .route("/v1/engines/{name}/rekey", post(leases::rekey))
+        .route("/v1/runs/me/end", post(runs::end_me))
         .route("/v1/approvals", get(approvals::list))
         .route("/v1/approvals/{id}", get(approvals::show))
         .route("/v1/approvals/{id}/approve", post(approvals::approve))

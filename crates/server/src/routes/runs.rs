@@ -2,6 +2,12 @@
 //! the store. The first endpoint agents call with their run token.
 
 use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+use warrant_store::StoreError;
+
+use crate::error::ApiError;
+use crate::state::AppState;
 use jiff::Timestamp;
 use serde::Serialize;
 use warrant_core::{Name, Scope, TaskId, TaskState};
@@ -41,4 +47,28 @@ pub async fn me(caller: RunCaller) -> Json<Me> {
         run_expires_at: caller.run.expires_at,
         token_expires_at: claims.expires_at(),
     })
+}
+
+/// `POST /v1/runs/me/end` (run token + DPoP): the run is done (`warrant
+/// exec` calls it when its command exits). Its tokens are refused from now
+/// on, the runs it delegated to are revoked with it, and its leases are
+/// revoked at once. The task stays live for other runs.
+pub async fn end_me(
+    State(state): State<AppState>,
+    caller: RunCaller,
+) -> Result<Json<Value>, ApiError> {
+    let now = state.now();
+    let event = crate::events::run_revoked(&caller.run, "ended", &caller.token.claims().sub, now);
+    match state
+        .store
+        .revoke_run(caller.run.id, "ended", now, event)
+        .await
+    {
+        Ok(_) | Err(StoreError::InvalidState(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    crate::leases::revoke_due(&state).await?;
+    Ok(Json(
+        json!({"run_id": caller.run.id.to_string(), "state": "revoked"}),
+    ))
 }

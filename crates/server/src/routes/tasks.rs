@@ -293,6 +293,8 @@ pub(crate) async fn end_as(
         Err(e) => return Err(e.into()),
     };
     tracing::info!(task = %id, %reason, by = %caller.user.name, "task ended");
+    // Its leases go now, not at the next reaper pass.
+    crate::leases::revoke_due_soon(state);
     Ok(ended)
 }
 

@@ -11,6 +11,7 @@ mod exchange;
 mod hardening;
 mod introspect;
 mod keys;
+mod leases;
 mod lifecycle;
 mod refresh;
 mod revocations;

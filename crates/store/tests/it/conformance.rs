@@ -9,9 +9,9 @@ use warrant_audit::{Checkpoint, Event, Hash, NewEvent, Report, Verifier};
 use warrant_core::{Agent, EndReason, Name, Scope, Task, TaskId, TaskState, Tier, User};
 use warrant_crypto::SigningKey;
 use warrant_store::{
-    Approval, ApprovalFilter, ApprovalState, AuditFilter, DecisionWrite, GroupCommitter,
-    PublicKeyRecord, RevocationKind, Run, RunState, Store, StoreError, TaskClaim, TaskFilter,
-    UsedAssertion, Verdict, Vote,
+    Approval, ApprovalFilter, ApprovalState, AuditFilter, DecisionWrite, GroupCommitter, Lease,
+    LeaseFilter, LeaseState, PublicKeyRecord, RevocationKind, Run, RunState, SealedSecret, Store,
+    StoreError, TaskClaim, TaskFilter, UsedAssertion, Verdict, Vote,
 };
 
 use crate::Db;
@@ -2423,6 +2423,244 @@ pub async fn approvals_take_votes_reach_quorum_and_are_consumed_once(store: Arc<
     assert_eq!(
         pending.iter().map(|a| a.id).collect::<Vec<_>>(),
         vec![denied.id]
+    );
+    verify(&store).await;
+}
+
+fn lease_for(run: &Run, at: Timestamp, ttl_mins: i64) -> Lease {
+    Lease {
+        id: uuid::Uuid::now_v7(),
+        engine: "pg-main".into(),
+        role: "readonly".into(),
+        task_id: run.task_id,
+        run_id: run.id,
+        handle: json!({"role": format!("w_{}", uuid::Uuid::now_v7().simple())}),
+        public: json!({}),
+        state: LeaseState::Issuing,
+        issued_at: at,
+        expires_at: at + mins(ttl_mins),
+        revoke_reason: None,
+        attempts: 0,
+        last_error: None,
+        next_attempt_at: None,
+        revoked_at: None,
+    }
+}
+
+pub async fn leases_are_recorded_first_and_revoked_when_due(store: Arc<dyn Store>) {
+    seed(&store).await;
+    let (t, c) = task_with_claim(&store, 14).await;
+    let now = t0() + mins(1);
+    let run = run_for(&t, "jkt-lease", now);
+    store
+        .redeem_claim(&c.hash, &run, now, run_event(&run))
+        .await
+        .unwrap();
+    let ev = |k: &str| event(k, "lease", Some(t.id));
+
+    // Recorded as issuing, then active.
+    let a = lease_for(&run, now, 5);
+    store.create_lease(&a, ev("lease.issuing")).await.unwrap();
+    assert_eq!(
+        store.get_lease(a.id).await.unwrap().unwrap().state,
+        LeaseState::Issuing
+    );
+    let active = store
+        .activate_lease(
+            a.id,
+            &json!({"username": "w_x"}),
+            now + mins(4),
+            ev("lease.issued"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(active.state, LeaseState::Active);
+    assert_eq!(active.expires_at, now + mins(4));
+    assert_eq!(active.public, json!({"username": "w_x"}));
+    // Activating twice: refused, nothing written.
+    let before = head_seq(&store).await;
+    assert!(matches!(
+        store.activate_lease(a.id, &json!({}), now, ev("x")).await,
+        Err(StoreError::InvalidState(_))
+    ));
+    assert_eq!(head_seq(&store).await, before);
+
+    // An interrupted issuance (a crash between record and activation) and an
+    // expired active lease are due; a fresh active one is not.
+    let crashed = lease_for(&run, now, 30);
+    store
+        .create_lease(&crashed, ev("lease.issuing"))
+        .await
+        .unwrap();
+    let fresh = lease_for(&run, now, 30);
+    store
+        .create_lease(&fresh, ev("lease.issuing"))
+        .await
+        .unwrap();
+    store
+        .activate_lease(fresh.id, &json!({}), now + mins(30), ev("lease.issued"))
+        .await
+        .unwrap();
+    let later = now + mins(6);
+    let due = store.due_leases(later, now + mins(1), 100).await.unwrap();
+    let mut ids: Vec<_> = due
+        .iter()
+        .map(|l| (l.id, l.revoke_reason.clone().unwrap()))
+        .collect();
+    ids.sort();
+    let mut want = vec![
+        (a.id, "expired".to_owned()),
+        (crashed.id, "interrupted".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(ids, want);
+
+    // A failed attempt is counted and rescheduled; then given up on.
+    let l = store
+        .fail_revoke(a.id, "connection refused", later + mins(1), false, None)
+        .await
+        .unwrap();
+    assert_eq!((l.state, l.attempts), (LeaseState::Revoking, 1));
+    assert!(
+        store
+            .due_leases(later, now, 100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|d| d.id != a.id)
+    );
+    let l = store
+        .fail_revoke(
+            a.id,
+            "connection refused",
+            later + mins(2),
+            true,
+            Some(ev("lease.irrevocable")),
+        )
+        .await
+        .unwrap();
+    assert_eq!((l.state, l.attempts), (LeaseState::Irrevocable, 2));
+    assert_eq!(l.last_error.as_deref(), Some("connection refused"));
+    let irrevocable = store
+        .list_leases(&LeaseFilter {
+            state: Some(LeaseState::Irrevocable),
+            ..LeaseFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        irrevocable.iter().map(|l| l.id).collect::<Vec<_>>(),
+        vec![a.id]
+    );
+    // A later manual revocation still finishes it.
+    let done = store
+        .finish_revoke(a.id, later, ev("lease.revoked"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.state, done.revoked_at),
+        (LeaseState::Revoked, Some(later))
+    );
+    store
+        .finish_revoke(crashed.id, later, ev("lease.revoked"))
+        .await
+        .unwrap();
+
+    // Asked for; then the task ends: its active leases become due.
+    let asked = store
+        .request_revoke(fresh.id, "requested", later, ev("lease.revoke_requested"))
+        .await
+        .unwrap();
+    assert_eq!(asked.state, LeaseState::Revoking);
+    assert!(matches!(
+        store
+            .request_revoke(fresh.id, "requested", later, ev("x"))
+            .await,
+        Err(StoreError::InvalidState(_))
+    ));
+    store
+        .finish_revoke(fresh.id, later, ev("lease.revoked"))
+        .await
+        .unwrap();
+    let last = lease_for(&run, later, 30);
+    store
+        .create_lease(&last, ev("lease.issuing"))
+        .await
+        .unwrap();
+    store
+        .activate_lease(last.id, &json!({}), later + mins(30), ev("lease.issued"))
+        .await
+        .unwrap();
+    store
+        .end_task(
+            t.id,
+            EndReason::Completed,
+            None,
+            later,
+            task_event("task.ended", &t),
+        )
+        .await
+        .unwrap();
+    let due = store.due_leases(later, now, 100).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].id, last.id);
+    assert!(matches!(
+        due[0].revoke_reason.as_deref(),
+        Some("task_ended" | "run_ended")
+    ));
+    // And no lease starts under an ended task.
+    let before = head_seq(&store).await;
+    assert!(matches!(
+        store
+            .create_lease(&lease_for(&run, later, 5), ev("x"))
+            .await,
+        Err(StoreError::InvalidState(_))
+    ));
+    assert_eq!(head_seq(&store).await, before);
+    verify(&store).await;
+}
+
+pub async fn kv_secrets_are_stored_sealed(store: Arc<dyn Store>) {
+    let secret = SealedSecret {
+        engine: "vault".into(),
+        name: "npm-token".into(),
+        key_id: "k1".into(),
+        nonce: vec![7; 24],
+        ciphertext: vec![1, 2, 3, 4],
+        created_at: t0(),
+        updated_at: t0(),
+    };
+    store
+        .put_kv_secret(&secret, event("kv.written", "kv:vault/npm-token", None))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_kv_secret("vault", "npm-token").await.unwrap(),
+        Some(secret.clone())
+    );
+    let resealed = SealedSecret {
+        key_id: "k2".into(),
+        ciphertext: vec![9, 9],
+        updated_at: t0() + mins(1),
+        ..secret.clone()
+    };
+    store
+        .put_kv_secret(&resealed, event("kv.written", "kv:vault/npm-token", None))
+        .await
+        .unwrap();
+    let got = store
+        .get_kv_secret("vault", "npm-token")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((got.key_id.as_str(), got.created_at), ("k2", t0()));
+    assert_eq!(store.list_kv_secrets("vault").await.unwrap().len(), 1);
+    assert!(
+        store
+            .get_kv_secret("other", "npm-token")
+            .await
+            .unwrap()
+            .is_none()
     );
     verify(&store).await;
 }

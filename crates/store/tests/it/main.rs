@@ -110,6 +110,8 @@ conformance! {
         outside_identities_provision_and_link_users,
         decisions_mark_runs_and_create_approvals,
         approvals_take_votes_reach_quorum_and_are_consumed_once,
+        leases_are_recorded_first_and_revoked_when_due,
+        kv_secrets_are_stored_sealed,
     ],
     db: [
         two_stores_on_one_database_form_one_chain,

@@ -1,0 +1,197 @@
+//! Issue 6: leases through the real server with a `kv` engine (acceptance
+//! 4): the secret is sealed at rest (not in the SQLite file), released only
+//! after an allowing decision, and the lease is revoked with its task.
+
+use std::os::unix::fs::PermissionsExt as _;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::decisions::{Run, add_agent, add_user, run_for};
+use crate::support::{Api, Resp, Server, into_resp, options, private_tempdir};
+
+const SECRET: &str = "npm_9f8e7d6c5b4a39281706f5e4d3c2b1a0-plaintext-marker";
+
+async fn lease(api: &Api, run: &Run, body: Value) -> Resp {
+    let url = format!("{}/v1/leases", api.base);
+    let proof = run.key.proof("POST", &url, Some(&run.token));
+    let res = api
+        .http
+        .request(Method::POST, &url)
+        .header("authorization", format!("DPoP {}", run.token))
+        .header("DPoP", proof)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    into_resp(res).await
+}
+
+fn file_contains(path: &std::path::Path, needle: &[u8]) -> bool {
+    std::fs::read(path)
+        .map(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+        .unwrap_or(false)
+}
+
+#[tokio::test]
+async fn kv_secrets_are_sealed_and_released_only_after_an_allowing_decision() {
+    let root = private_tempdir();
+    let keys = root.path().join("kv.keys");
+    std::fs::write(&keys, format!("k1 {}\n", "ab".repeat(32))).unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = root.path().join("warrant.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[engines]]
+name = "vault"
+type = "kv"
+master_key_file = "{}"
+[[engines.roles]]
+name = "ci"
+max_ttl = "10m"
+secrets = ["npm-token"]
+"#,
+            keys.display()
+        ),
+    )
+    .unwrap();
+    let data = root.path().join("data");
+    let mut opts = options(&data);
+    opts.config_file = Some(config);
+    let server = Server::start_with(opts).await.unwrap();
+
+    // An admin stores the secret; it is sealed in the store.
+    let r = server
+        .send(
+            Method::PUT,
+            "/v1/engines/vault/secrets/npm-token",
+            Some(&server.admin),
+            Some("application/json"),
+            Some(json!({"value": SECRET}).to_string().into_bytes()),
+        )
+        .await;
+    assert_eq!(r.assert_ok(200)["key_id"], "k1");
+    for file in ["warrant.db", "warrant.db-wal"] {
+        assert!(
+            !file_contains(&data.join(file), SECRET.as_bytes()),
+            "the secret is readable in {file}"
+        );
+    }
+    let events = serde_json::to_string(&server.audit_events().await).unwrap();
+    assert!(!events.contains(SECRET));
+
+    let olga = add_user(&server, "olga", &["operators"]).await;
+    let bob = add_user(&server, "bob", &[]).await;
+    add_agent(&server, "deployer", "privileged").await;
+    add_agent(&server, "claude", "propose").await;
+    let scope = json!({"secrets": ["vault/ci"], "actions": ["credential.issue"]});
+
+    // A propose agent may not get credentials (default pack): denied,
+    // nothing issued.
+    let weak = run_for(&server, &bob, "claude", scope.clone()).await;
+    let r = lease(
+        &server,
+        &weak,
+        json!({"engine": "vault", "role": "ci", "params": {"secret": "npm-token"}}),
+    )
+    .await;
+    r.assert_problem(403, "lease_denied");
+    assert!(!r.text.contains(SECRET));
+    // Outside the task's scope: denied too.
+    let narrow = run_for(
+        &server,
+        &olga,
+        "deployer",
+        json!({"secrets": ["vault/other"], "actions": ["credential.issue"]}),
+    )
+    .await;
+    let r = lease(
+        &server,
+        &narrow,
+        json!({"engine": "vault", "role": "ci", "params": {"secret": "npm-token"}}),
+    )
+    .await;
+    r.assert_problem(403, "lease_denied");
+    // Unknown engine, unknown role, a secret the role does not release.
+    let run = run_for(&server, &olga, "deployer", scope.clone()).await;
+    lease(&server, &run, json!({"engine": "nope", "role": "ci"}))
+        .await
+        .assert_problem(404, "engine_not_found");
+    lease(&server, &run, json!({"engine": "vault", "role": "nope"}))
+        .await
+        .assert_problem(404, "role_not_found");
+    let r = lease(
+        &server,
+        &run,
+        json!({"engine": "vault", "role": "ci", "params": {"secret": "aws-key"}}),
+    )
+    .await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    let r = server.get(&server.admin, "/v1/leases").await;
+    assert_eq!(r.assert_ok(200)["leases"], json!([]), "{}", r.text);
+
+    // Allowed: the secret is released, once, as a lease.
+    let r = lease(
+        &server,
+        &run,
+        json!({"engine": "vault", "role": "ci", "params": {"secret": "npm-token"}}),
+    )
+    .await;
+    let issued = r.assert_ok(201).clone();
+    assert_eq!(issued["secrets"]["value"], SECRET);
+    assert_eq!(issued["state"], "active");
+    let id = issued["id"].as_str().unwrap().to_owned();
+    let listed = server.get(&server.admin, &format!("/v1/leases/{id}")).await;
+    assert!(!listed.text.contains(SECRET));
+
+    // Ending the task revokes the lease.
+    let task = server
+        .get(&olga, "/v1/tasks?state=active")
+        .await
+        .assert_ok(200)["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["scope"]["secrets"] == json!(["vault/ci"]))
+        .cloned()
+        .unwrap();
+    server
+        .post(
+            &olga,
+            &format!("/v1/tasks/{}/end", task["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await
+        .assert_ok(200);
+    let revoked = crate::support::eventually(10, || {
+        let api = server.api.clone();
+        let id = id.clone();
+        async move {
+            let r = api.get(&api.admin, &format!("/v1/leases/{id}")).await;
+            (r.body["state"] == "revoked").then_some(r.body)
+        }
+    })
+    .await
+    .expect("the lease was not revoked when its task ended");
+    assert_eq!(revoked["revoke_reason"], "task_ended", "{revoked}");
+    let kinds: Vec<String> = server
+        .audit_events()
+        .await
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap().to_owned())
+        .filter(|k| k.starts_with("lease.") || k.starts_with("kv."))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "kv.written",
+            "lease.requested",
+            "lease.issued",
+            "lease.revoked"
+        ]
+    );
+    server.stop().await.unwrap();
+}
