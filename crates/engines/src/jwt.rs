@@ -94,8 +94,9 @@ struct RawConfig {
     _name: Option<toml::Value>,
     #[serde(rename = "type")]
     _kind: Option<toml::Value>,
-    #[serde(default)]
-    roles: Vec<toml::Value>,
+    /// Read with [`roles_of`].
+    #[serde(rename = "roles")]
+    _roles: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -115,6 +116,17 @@ struct RawRole {
 
 fn toml_error(e: toml::de::Error) -> String {
     e.message().trim_end().to_owned()
+}
+
+/// The `[[engines.roles]]` tables as written in the config. Not taken from
+/// the deserialized struct: turning a `toml::Value` into a struct rewrites
+/// dates into private tables, and role checks want the original.
+fn roles_of(config: &toml::Value) -> Result<&[toml::Value], String> {
+    match config.get("roles") {
+        None => Ok(&[]),
+        Some(toml::Value::Array(roles)) => Ok(roles),
+        Some(_) => Err("`roles` must be an array of tables (`[[engines.roles]]`)".into()),
+    }
 }
 
 fn parse_role(raw: &toml::Value) -> Result<Role, String> {
@@ -244,9 +256,9 @@ struct Checked<'a> {
 impl JwtEngine {
     fn new(name: &str, config: &toml::Value, ctx: &EngineContext) -> Result<Self, String> {
         warrant_core::Name::parse("engine name", name).map_err(|e| e.to_string())?;
-        let raw: RawConfig = config.clone().try_into().map_err(toml_error)?;
+        let _: RawConfig = config.clone().try_into().map_err(toml_error)?;
         let mut roles = BTreeMap::new();
-        for r in &raw.roles {
+        for r in roles_of(config)? {
             let role = parse_role(r)?;
             if roles.contains_key(&role.name) {
                 return Err(format!("role `{}` is defined twice", role.name));

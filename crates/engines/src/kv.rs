@@ -101,7 +101,16 @@ pub struct KvEngine {
 }
 
 impl KvEngine {
+    /// Loads the keyring and the roles. Errors start with `engine `<name>`: `.
     pub fn new(
+        name: &str,
+        config: &toml::Value,
+        backend: Arc<dyn KvBackend>,
+    ) -> Result<Self, String> {
+        Self::parse(name, config, backend).map_err(|e| format!("engine `{name}`: {e}"))
+    }
+
+    fn parse(
         name: &str,
         config: &toml::Value,
         backend: Arc<dyn KvBackend>,
@@ -119,7 +128,7 @@ impl KvEngine {
             .map_err(|e: toml::de::Error| clean(&e.to_string()))?;
         let keyring = Keyring::load(&KeyringSpec::from_config(&table)?)?;
         if raw.roles.is_empty() {
-            return Err(format!("engine `{name}` has no `[[engines.roles]]`"));
+            return Err("no `[[engines.roles]]`: add at least one role".into());
         }
         let mut roles = BTreeMap::new();
         for (i, value) in raw.roles.into_iter().enumerate() {

@@ -71,8 +71,13 @@ impl std::fmt::Debug for PostgresEngine {
 }
 
 impl PostgresEngine {
+    /// Errors start with `engine `<name>`: `.
     pub fn new(name: &str, config: &toml::Value) -> Result<Self, String> {
-        let config = config::parse(name, config)?;
+        Self::parse(name, config).map_err(|e| format!("engine `{name}`: {e}"))
+    }
+
+    fn parse(name: &str, config: &toml::Value) -> Result<Self, String> {
+        let config = config::parse(config)?;
         let options = config
             .admin_url
             .expose_secret()
@@ -515,9 +520,16 @@ async fn create_role(
 
 /// Hands what the role owns in the admin's database to the admin, drops
 /// its privileges there, then drops the role.
+///
+/// `REASSIGN OWNED` and `DROP OWNED` need the privileges of the role, which
+/// a non-superuser admin with `CREATEROLE` does not hold by creating it:
+/// granting the role to the admin first gives them (PostgreSQL 15 lets a
+/// `CREATEROLE` role grant any non-superuser role, 16 and later give the
+/// creator the admin option). The grant dies with the role.
 fn default_revocation(name: &str) -> Vec<String> {
     let role = ident(name);
     vec![
+        format!("GRANT {role} TO CURRENT_USER"),
         format!("REASSIGN OWNED BY {role} TO CURRENT_USER"),
         format!("DROP OWNED BY {role}"),
         format!("DROP ROLE IF EXISTS {role}"),

@@ -450,7 +450,7 @@ fn config_errors_name_the_key() {
             role("secrets = [\"a\"]"),
             "one of `master_key_file` and `master_key_env`",
         ),
-        (keys_line.clone(), "has no `[[engines.roles]]`"),
+        (keys_line.clone(), "no `[[engines.roles]]`"),
         (
             format!("{keys_line}\n{}", role("secrets = []")),
             "role `r`: `secrets` must name at least one secret",
@@ -487,5 +487,6 @@ fn config_errors_name_the_key() {
             .err()
             .unwrap_or_else(|| panic!("accepted: {text}"));
         assert!(err.contains(expected), "expected `{expected}` in `{err}`");
+        assert!(err.starts_with("engine `kv`: "), "{err}");
     }
 }

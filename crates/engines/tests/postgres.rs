@@ -619,7 +619,7 @@ fn config_errors_name_the_key() {
             format!("{}\nmax_connections = 0\n{}", file(&good), role(creation)),
             "`max_connections` must be at least 1",
         ),
-        (file(&good), "has no `[[engines.roles]]`"),
+        (file(&good), "no `[[engines.roles]]`"),
         (
             format!("{}\n{}\ncreatoin = []", file(&good), role(creation)),
             "role `r`: unknown field `creatoin`",
@@ -701,6 +701,7 @@ fn config_errors_name_the_key() {
             .err()
             .unwrap_or_else(|| panic!("accepted: {text}"));
         assert!(err.contains(expected), "expected `{expected}` in `{err}`");
+        assert!(err.starts_with("engine `pg`: "), "{err}");
         assert!(
             !err.contains("hunter2") && !err.contains("pw-in-url"),
             "{err}"

@@ -9,6 +9,7 @@ mod audit;
 mod errors;
 mod keys;
 mod kill;
+mod leases;
 mod policy;
 mod refusals;
 mod replay;

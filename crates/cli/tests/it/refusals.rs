@@ -75,6 +75,27 @@ impl Agent {
         })
     }
 
+    /// `POST /v1/leases` as the run holding `key` and `token`.
+    pub fn post_lease(&self, key: &ProofKey, token: &str, body: &Value) -> Reply {
+        let proof = self.proof(key, "POST", "/v1/leases", Some(token));
+        self.rt.block_on(async {
+            let res = self
+                .http
+                .post(format!("{}/v1/leases", self.base))
+                .header("Authorization", format!("DPoP {token}"))
+                .header("DPoP", proof)
+                .json(body)
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            Reply {
+                status,
+                body: res.json().await.unwrap_or(Value::Null),
+            }
+        })
+    }
+
     /// `GET path` with a user's bearer token: status and body text.
     pub fn get_as(&self, bearer: &str, path: &str) -> (u16, String) {
         self.rt.block_on(async {

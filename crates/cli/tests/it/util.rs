@@ -325,6 +325,28 @@ impl Server {
         cmd
     }
 
+    /// SIGKILL: the server gets no chance to clean up (a crash).
+    pub fn kill_hard(&mut self) {
+        let mut child = self.child.take().expect("server already stopped");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        self.collect_stdout();
+    }
+
+    /// A server on `data_dir` with `--config config`, run from `cwd`.
+    pub fn start_with_config(data_dir: &Path, config: &Path, cwd: &Path) -> Self {
+        let mut cmd = Command::new(BIN);
+        for var in ISOLATED_VARS {
+            cmd.env_remove(var);
+        }
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .arg("--config")
+            .arg(config)
+            .current_dir(cwd);
+        Self::spawn(cmd, data_dir.to_owned())
+    }
+
     /// Sends SIGTERM and waits for the process to exit.
     pub fn stop(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("server already stopped");

@@ -81,7 +81,7 @@ impl Target {
     }
 }
 
-pub(crate) fn parse(engine: &str, config: &toml::Value) -> Result<Config, String> {
+pub(crate) fn parse(config: &toml::Value) -> Result<Config, String> {
     let mut table = config
         .as_table()
         .cloned()
@@ -100,7 +100,7 @@ pub(crate) fn parse(engine: &str, config: &toml::Value) -> Result<Config, String
         return Err("`max_connections` must be at least 1".into());
     }
     if raw.roles.is_empty() {
-        return Err(format!("engine `{engine}` has no `[[engines.roles]]`"));
+        return Err("no `[[engines.roles]]`: add at least one role".into());
     }
     let mut roles = BTreeMap::new();
     for (i, value) in raw.roles.into_iter().enumerate() {
