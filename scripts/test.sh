@@ -48,6 +48,17 @@ if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
   as_root useradd --system --no-create-home --shell /usr/sbin/nologin postgres
 fi
 
+# --- warrant-engines: a real sshd for the `ssh` engine's tests ------------
+# crates/engines/tests/ssh.rs starts its own sshd (/usr/sbin/sshd, or
+# $WARRANT_SSHD) on 127.0.0.1 with a config in a temp dir, and logs in with
+# the real ssh client. They never use or change a system sshd service.
+if [ -z "${WARRANT_SSHD:-}" ] && { [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null || ! command -v ssh-keygen >/dev/null; }; then
+  say "installing the OpenSSH server and client"
+  apt_install openssh-server openssh-client
+fi
+say "sshd for tests: $("${WARRANT_SSHD:-/usr/sbin/sshd}" -V 2>&1 | head -n 1)"
+# ---------------------------------------------------------------------------
+
 # --- warrant-identity: a real OIDC issuer for its tests -------------------
 # crates/identity's tests run npm `oauth2-mock-server` on 127.0.0.1 through
 # Node.js. The test harness installs the package itself (into

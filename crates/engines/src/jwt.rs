@@ -260,6 +260,19 @@ impl JwtEngine {
         let mut roles = BTreeMap::new();
         for r in roles_of(config)? {
             let role = parse_role(r)?;
+            let warrant = ctx.issuer.trim_end_matches('/');
+            if let Some(a) = role
+                .audiences
+                .iter()
+                .find(|a| a.trim_end_matches('/') == warrant)
+            {
+                // Tokens for Warrant itself are run tokens, minted by the
+                // token endpoint, never by an engine.
+                return Err(format!(
+                    "role `{}`: audience `{a}` is Warrant itself",
+                    role.name
+                ));
+            }
             if roles.contains_key(&role.name) {
                 return Err(format!("role `{}` is defined twice", role.name));
             }
@@ -471,6 +484,9 @@ mod tests {
             let err = build_err(&format!("[[roles]]\n{role}\n"));
             assert!(err.contains(expected), "{role}: {err}");
         }
+        let err =
+            build_err("[[roles]]\nname = \"a\"\naudience = [\"x\", \"https://warrant.test/\"]\n");
+        assert!(err.contains("is Warrant itself"), "{err}");
         let err = build_err("ttl = \"1h\"\n");
         assert!(err.contains("unknown field `ttl`"), "{err}");
     }

@@ -465,7 +465,28 @@ fn load_ca(path: &Path, generate: bool, comment: &str) -> Result<PrivateKey, Str
 #[serde(deny_unknown_fields)]
 struct Params {
     public_key: Option<String>,
-    principals: Option<Vec<String>>,
+    /// An array, or a string of space-separated names (what
+    /// `warrant exec --lease ENGINE/ROLE=VAR,principals=a b` sends).
+    principals: Option<Value>,
+}
+
+fn principals_param(v: Value) -> Result<Vec<String>, EngineError> {
+    let bad = || {
+        EngineError::BadRequest(
+            "`principals` must be an array of names or a space-separated string".into(),
+        )
+    };
+    match v {
+        Value::String(s) => Ok(s.split_ascii_whitespace().map(str::to_owned).collect()),
+        Value::Array(items) => items
+            .into_iter()
+            .map(|i| match i {
+                Value::String(s) => Ok(s),
+                _ => Err(bad()),
+            })
+            .collect(),
+        _ => Err(bad()),
+    }
 }
 
 /// A request that passed [`SshEngine::check`].
@@ -613,7 +634,7 @@ impl SshEngine {
             }
         }
 
-        let principals = match params.principals {
+        let principals = match params.principals.map(principals_param).transpose()? {
             None => role.principals.clone(),
             Some(asked) if asked.is_empty() => {
                 return Err(bad(

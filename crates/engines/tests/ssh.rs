@@ -250,7 +250,22 @@ async fn a_principal_the_host_does_not_authorize_is_refused() {
         &cert,
         "Certificate does not contain an authorized principal",
     );
-    for asked in [json!(["root"]), json!(["deploy", "intruder"]), json!([])] {
+    let narrowed = request(
+        "deploy",
+        json!({ "public_key": f.public_key, "principals": " www  deploy" }),
+        SignedDuration::from_mins(10),
+    );
+    let handle = f.engine.prepare(&narrowed.get()).unwrap();
+    let issued = f.engine.issue(&narrowed.get(), &handle).await.unwrap();
+    assert_eq!(issued.public["principals"], json!(["www", "deploy"]));
+    for asked in [
+        json!(["root"]),
+        json!(["deploy", "intruder"]),
+        json!([]),
+        json!(""),
+        json!([1]),
+        json!("deploy,www"),
+    ] {
         let wider = request(
             "deploy",
             json!({ "public_key": f.public_key, "principals": asked }),
