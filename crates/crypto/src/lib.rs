@@ -32,6 +32,10 @@ pub enum CryptoError {
     PublicKey,
     #[error("signature does not verify")]
     BadSignature,
+    /// Sealing failed, or a sealed value does not open (altered, another
+    /// key, another context).
+    #[error("the sealed value does not open")]
+    Seal,
 }
 
 /// A SHA-256 digest.
@@ -329,5 +333,90 @@ mod hmac_sha256_tests {
             hex::encode(hmac_sha256(b"", b"")),
             "b613679a0814d9ec772f95d778c35fc5ff1697c493715653c6c712144292c5ad"
         );
+    }
+}
+
+/// A 32-byte key for sealing data at rest with XChaCha20-Poly1305 (a
+/// random 24-byte nonce per seal is safe at any volume). The key material
+/// is zeroized when dropped.
+pub struct SealingKey(chacha20poly1305::XChaCha20Poly1305);
+
+impl std::fmt::Debug for SealingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealingKey(..)")
+    }
+}
+
+/// Length of a [`SealingKey`] nonce.
+pub const SEAL_NONCE_LEN: usize = 24;
+
+impl SealingKey {
+    pub fn new(key: &[u8; 32]) -> Self {
+        use chacha20poly1305::KeyInit as _;
+        Self(chacha20poly1305::XChaCha20Poly1305::new(key.into()))
+    }
+
+    /// Encrypts `plaintext` bound to `aad` under a fresh random nonce:
+    /// `(nonce, ciphertext || tag)`.
+    pub fn seal(
+        &self,
+        plaintext: &[u8],
+        aad: &[u8],
+    ) -> Result<([u8; SEAL_NONCE_LEN], Vec<u8>), CryptoError> {
+        use chacha20poly1305::aead::{Aead as _, Payload};
+        let nonce = random_bytes::<SEAL_NONCE_LEN>()?;
+        let sealed = self
+            .0
+            .encrypt(
+                &nonce.into(),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .map_err(|_| CryptoError::Seal)?;
+        Ok((nonce, sealed))
+    }
+
+    /// Decrypts what [`SealingKey::seal`] produced with the same `aad`;
+    /// any change to nonce, ciphertext, tag or `aad` is an error.
+    pub fn open(
+        &self,
+        nonce: &[u8; SEAL_NONCE_LEN],
+        sealed: &[u8],
+        aad: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        use chacha20poly1305::aead::{Aead as _, Payload};
+        self.0
+            .decrypt(nonce.into(), Payload { msg: sealed, aad })
+            .map(Zeroizing::new)
+            .map_err(|_| CryptoError::Seal)
+    }
+}
+
+#[cfg(test)]
+mod sealing_tests {
+    use super::SealingKey;
+
+    #[test]
+    fn seal_opens_only_with_the_same_key_and_aad() {
+        let key = SealingKey::new(&[7; 32]);
+        let (nonce, sealed) = key.seal(b"hunter2", b"ctx").unwrap();
+        assert!(!sealed.windows(7).any(|w| w == b"hunter2"));
+        assert_eq!(
+            key.open(&nonce, &sealed, b"ctx").unwrap().as_slice(),
+            b"hunter2"
+        );
+        assert!(key.open(&nonce, &sealed, b"other").is_err());
+        assert!(
+            SealingKey::new(&[8; 32])
+                .open(&nonce, &sealed, b"ctx")
+                .is_err()
+        );
+        let mut bad = sealed.clone();
+        bad[0] ^= 1;
+        assert!(key.open(&nonce, &bad, b"ctx").is_err());
+        let (again, _) = key.seal(b"hunter2", b"ctx").unwrap();
+        assert_ne!(nonce, again, "a fresh nonce per seal");
     }
 }

@@ -2,7 +2,8 @@
 //! and making sure every one of them is revoked — when it expires, when its
 //! task or run ends, when someone asks, and after a crash.
 //!
-//! Issuing: decide `credential.issue` on `Secret::"<engine>/<role>"` (an
+//! Issuing: decide `credential.issue` (`secret.read` for a `kv` engine) on
+//! `Secret::"<engine>/<role>"` (an
 //! audited decision like any other), cap the lease at the role's `max_ttl`
 //! and the task's end, let the engine name what it will create
 //! (`prepare`), record the lease (`issuing`, with that handle) — only then
@@ -119,12 +120,18 @@ pub async fn issue(
         .ok_or_else(|| ApiError::EngineNotFound(engine_name.chars().take(64).collect()))?;
     let role_max = engine.max_ttl(role).map_err(engine_error)?;
 
-    // The decision, audited like every other.
+    // The decision, audited like every other: a static secret is read
+    // (`secret.read`), every other engine mints a credential.
+    let action = if engine.kind() == "kv" {
+        "secret.read"
+    } else {
+        "credential.issue"
+    };
     let decided = decide_request(
         state,
         caller,
         DecisionRequest {
-            action: "credential.issue".into(),
+            action: action.into(),
             resource: warrant_policy::ResourceRef {
                 kind: "Secret".into(),
                 id: format!("{engine_name}/{role}"),

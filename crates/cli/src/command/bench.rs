@@ -41,6 +41,10 @@ enum Which {
     /// loading and a durable group-committed audit event) against an
     /// in-process server, at a stated concurrency.
     Decisions(DecisionsArgs),
+    /// Dynamic PostgreSQL credentials issued and revoked per second by
+    /// Warrant and by OpenBao's database secrets engine on the same
+    /// PostgreSQL, and the mass revocation of a task's `kv` leases.
+    Engines(engines::EnginesArgs),
 }
 
 #[derive(Args, Debug)]
@@ -102,10 +106,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Which::Token(a) => token::run(a).await,
         Which::Policy(a) => policy::run(a),
         Which::Decisions(a) => decisions::run(a).await,
+        Which::Engines(a) => engines::run(a).await,
     }
 }
 
 mod decisions;
+mod engines;
 mod policy;
 mod token;
 

@@ -12,8 +12,7 @@
 
 use std::path::{Path, PathBuf};
 
-use chacha20poly1305::XChaCha20Poly1305;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use warrant_crypto::SealingKey;
 use zeroize::Zeroizing;
 
 use crate::EngineError;
@@ -81,7 +80,7 @@ impl KeyringSpec {
 /// The master keys, by key id.
 pub struct Keyring {
     /// In the order given; the last one is current.
-    keys: Vec<(String, XChaCha20Poly1305)>,
+    keys: Vec<(String, SealingKey)>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -118,7 +117,7 @@ impl Keyring {
     /// Parses entries separated by `sep`. Errors name the entry, never
     /// its key.
     pub(crate) fn parse(text: &str, sep: char) -> Result<Keyring, String> {
-        let mut keys: Vec<(String, XChaCha20Poly1305)> = Vec::new();
+        let mut keys: Vec<(String, SealingKey)> = Vec::new();
         for (i, entry) in text.split(sep).enumerate() {
             let entry = entry.trim();
             if entry.is_empty() || entry.starts_with('#') {
@@ -139,8 +138,7 @@ impl Keyring {
                     "entry {n}: the key of `{id}` must be 64 hex digits (32 bytes)"
                 ));
             }
-            let cipher = XChaCha20Poly1305::new_from_slice(bytes.as_slice())
-                .map_err(|_| format!("entry {n}: the key of `{id}` has the wrong length"))?;
+            let cipher = SealingKey::new(&bytes);
             keys.push((id.to_owned(), cipher));
         }
         if keys.is_empty() {
@@ -160,7 +158,7 @@ impl Keyring {
         self.keys.iter().map(|(id, _)| id.as_str()).collect()
     }
 
-    fn key(&self, id: &str) -> Option<&XChaCha20Poly1305> {
+    fn key(&self, id: &str) -> Option<&SealingKey> {
         self.keys.iter().find(|(k, _)| k == id).map(|(_, c)| c)
     }
 
@@ -172,17 +170,9 @@ impl Keyring {
             .last()
             .ok_or_else(|| EngineError::Internal("the keyring is empty".into()))?;
         let aad = aad(engine, name, key_id)?;
-        let nonce = warrant_crypto::random_bytes::<NONCE_LEN>()
-            .map_err(|e| EngineError::Internal(format!("cannot draw a nonce: {e}")))?;
-        let ciphertext = cipher
-            .encrypt(
-                &nonce.into(),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| EngineError::Internal(format!("cannot seal secret `{name}`")))?;
+        let (nonce, ciphertext) = cipher
+            .seal(plaintext, &aad)
+            .map_err(|e| EngineError::Internal(format!("cannot seal secret `{name}`: {e}")))?;
         Ok(Sealed {
             key_id: key_id.clone(),
             nonce: nonce.to_vec(),
@@ -210,21 +200,12 @@ impl Keyring {
             ))
         })?;
         let aad = aad(engine, name, &sealed.key_id)?;
-        cipher
-            .decrypt(
-                &nonce.into(),
-                Payload {
-                    msg: &sealed.ciphertext,
-                    aad: &aad,
-                },
-            )
-            .map(Zeroizing::new)
-            .map_err(|_| {
-                EngineError::Internal(format!(
-                    "secret `{name}` of engine `{engine}` does not open: it was altered, \
+        cipher.open(&nonce, &sealed.ciphertext, &aad).map_err(|_| {
+            EngineError::Internal(format!(
+                "secret `{name}` of engine `{engine}` does not open: it was altered, \
                      moved from another name, or sealed with another key of the same id"
-                ))
-            })
+            ))
+        })
     }
 
     /// Opens `sealed` and seals it again under the current key (for

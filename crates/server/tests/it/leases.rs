@@ -87,7 +87,8 @@ secrets = ["npm-token"]
     let bob = add_user(&server, "bob", &[]).await;
     add_agent(&server, "deployer", "privileged").await;
     add_agent(&server, "claude", "propose").await;
-    let scope = json!({"secrets": ["vault/ci"], "actions": ["credential.issue"]});
+    // A static secret is released by a `secret.read` decision.
+    let scope = json!({"secrets": ["vault/ci"], "actions": ["secret.read"]});
 
     // A propose agent may not get credentials (default pack): denied,
     // nothing issued.
@@ -105,7 +106,7 @@ secrets = ["npm-token"]
         &server,
         &olga,
         "deployer",
-        json!({"secrets": ["vault/other"], "actions": ["credential.issue"]}),
+        json!({"secrets": ["vault/other"], "actions": ["secret.read"]}),
     )
     .await;
     let r = lease(
