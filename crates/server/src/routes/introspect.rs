@@ -55,7 +55,10 @@ pub async fn introspect(
     }
     let body = match check(&state, token).await? {
         Some(token) => active(&token),
-        None => json!({ "active": false }),
+        None => match service_token(&state, token).await? {
+            Some(answer) => answer,
+            None => json!({ "active": false }),
+        },
     };
     let mut response = Json(body).into_response();
     response
@@ -106,6 +109,86 @@ async fn check(state: &AppState, raw: &str) -> Result<Option<RunToken>, ApiError
         return Ok(None);
     }
     Ok(Some(token))
+}
+
+/// A service token from a `jwt` engine (`typ: at+jwt`, signed with
+/// Warrant's key): active while its lease (`jti`) is active, unexpired, and
+/// its task live. Anything else — another signature, issuer, type, a
+/// revoked or expired lease — is inactive.
+async fn service_token(state: &AppState, raw: &str) -> Result<Option<Value>, ApiError> {
+    use warrant_crypto::jws::{JwsAlg, decode_header, verify};
+    if raw.is_empty() || raw.len() > MAX_TOKEN_LEN {
+        return Ok(None);
+    }
+    let Ok(header) = decode_header(raw) else {
+        return Ok(None);
+    };
+    if !header.typ_is("at+jwt") {
+        return Ok(None);
+    }
+    let keys = state.issuer.jwks(&*state.store, state.clock.now()).await?;
+    let Some(key) = header.kid.as_deref().and_then(|kid| keys.find(kid)) else {
+        return Ok(None);
+    };
+    let Ok(verified) = verify(raw, key, &[JwsAlg::EdDSA]) else {
+        return Ok(None);
+    };
+    let c = &verified.claims;
+    let now = state.now().as_second();
+    let leeway = state.issuer.dpop.max_future_skew.as_secs();
+    let num = |k: &str| c.get(k).and_then(Value::as_i64);
+    if c.get("iss").and_then(Value::as_str) != Some(state.issuer.issuer())
+        || num("exp").is_none_or(|exp| exp + leeway <= now)
+        || num("nbf").is_some_and(|nbf| nbf - leeway > now)
+    {
+        return Ok(None);
+    }
+    let Some(lease_id) = c
+        .get("jti")
+        .and_then(Value::as_str)
+        .and_then(|j| uuid::Uuid::try_parse(j).ok())
+    else {
+        return Ok(None);
+    };
+    let Some(lease) = state.store.get_lease(lease_id).await? else {
+        return Ok(None);
+    };
+    if lease.state != warrant_store::LeaseState::Active || lease.expires_at <= state.now() {
+        return Ok(None);
+    }
+    let Some(task) = state.store.get_task(lease.task_id).await? else {
+        return Ok(None);
+    };
+    if !task.is_live() || task.expires_at <= state.now() {
+        return Ok(None);
+    }
+    let mut answer = json!({
+        "active": true,
+        "token_type": if c.contains_key("cnf") { "DPoP" } else { "Bearer" },
+        "lease_id": lease_id.to_string(),
+        "engine": lease.engine,
+        "role": lease.role,
+    });
+    for k in [
+        "sub",
+        "aud",
+        "iss",
+        "exp",
+        "iat",
+        "nbf",
+        "jti",
+        "client_id",
+        "task",
+        "run",
+        "delegator",
+        "cnf",
+        "scope",
+    ] {
+        if let Some(v) = c.get(k) {
+            answer[k] = v.clone();
+        }
+    }
+    Ok(Some(answer))
 }
 
 fn active(token: &RunToken) -> Value {

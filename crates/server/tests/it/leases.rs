@@ -196,3 +196,84 @@ secrets = ["npm-token"]
     );
     server.stop().await.unwrap();
 }
+
+async fn introspect(api: &Api, token: &str, as_user: &str) -> Value {
+    let r = api
+        .post_raw(
+            as_user,
+            "/v1/introspect",
+            Some("application/x-www-form-urlencoded"),
+            &format!("token={token}"),
+        )
+        .await;
+    r.assert_ok(200).clone()
+}
+
+#[tokio::test]
+async fn jwt_leases_introspect_active_until_revoked() {
+    let root = private_tempdir();
+    let config = root.path().join("warrant.toml");
+    std::fs::write(
+        &config,
+        r#"
+[[engines]]
+name = "svc"
+type = "jwt"
+[[engines.roles]]
+name = "billing"
+audience = "https://billing.internal"
+max_ttl = "5m"
+"#,
+    )
+    .unwrap();
+    let mut opts = options(&root.path().join("data"));
+    opts.config_file = Some(config);
+    let server = Server::start_with(opts).await.unwrap();
+    let olga = add_user(&server, "olga", &["operators"]).await;
+    add_agent(&server, "deployer", "privileged").await;
+    let run = run_for(
+        &server,
+        &olga,
+        "deployer",
+        json!({"secrets": ["svc/billing"], "actions": ["credential.issue"]}),
+    )
+    .await;
+    let r = lease(&server, &run, json!({"engine": "svc", "role": "billing"})).await;
+    let issued = r.assert_ok(201).clone();
+    let token = issued["secrets"]["token"].as_str().unwrap().to_owned();
+
+    // A resource server introspects it: active, for its audience.
+    let answer = introspect(&server, &token, &olga).await;
+    assert_eq!(answer["active"], true, "{answer}");
+    assert_eq!(answer["aud"], "https://billing.internal", "{answer}");
+    assert_eq!(answer["lease_id"], issued["id"], "{answer}");
+
+    // A token with another payload under this signature is inactive.
+    let parts: Vec<&str> = token.split('.').collect();
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        parts[1].chars().rev().collect::<String>(),
+        parts[2]
+    );
+    assert_eq!(introspect(&server, &forged, &olga).await["active"], false);
+
+    // The run revokes the lease: the token is inactive from then on.
+    let url = format!(
+        "{}/v1/leases/{}",
+        server.base,
+        issued["id"].as_str().unwrap()
+    );
+    let proof = run.key.proof("DELETE", &url, Some(&run.token));
+    let r = server
+        .http
+        .request(Method::DELETE, &url)
+        .header("authorization", format!("DPoP {}", run.token))
+        .header("DPoP", proof)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(introspect(&server, &token, &olga).await["active"], false);
+    server.stop().await.unwrap();
+}
