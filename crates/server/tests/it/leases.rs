@@ -277,3 +277,132 @@ max_ttl = "5m"
     assert_eq!(introspect(&server, &token, &olga).await["active"], false);
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn ssh_leases_are_certificates_and_revocation_reaches_the_served_krl() {
+    let root = private_tempdir();
+    let config = root.path().join("warrant.toml");
+    std::fs::write(
+        &config,
+        r#"
+[[engines]]
+name = "ops"
+type = "ssh"
+[[engines.roles]]
+name = "deploy"
+max_ttl = "10m"
+principals = ["deploy"]
+"#,
+    )
+    .unwrap();
+    let mut opts = options(&root.path().join("data"));
+    opts.config_file = Some(config);
+    let server = Server::start_with(opts).await.unwrap();
+    let olga = add_user(&server, "olga", &["operators"]).await;
+    add_agent(&server, "deployer", "privileged").await;
+    let run = run_for(
+        &server,
+        &olga,
+        "deployer",
+        json!({"secrets": ["ops/deploy"], "actions": ["credential.issue"]}),
+    )
+    .await;
+    // The agent's own key pair (real ssh-keygen).
+    let key = root.path().join("id");
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .output()
+        .expect("ssh-keygen (openssh-client) is needed");
+    assert!(out.status.success(), "{out:?}");
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let r = lease(
+        &server,
+        &run,
+        json!({"engine": "ops", "role": "deploy", "params": {"public_key": public.trim()}}),
+    )
+    .await;
+    let issued = r.assert_ok(201).clone();
+    let cert = root.path().join("id-cert.pub");
+    std::fs::write(&cert, issued["secrets"]["certificate"].as_str().unwrap()).unwrap();
+
+    // The served CA key is the one that signed the certificate.
+    let ca = server
+        .send(Method::GET, "/v1/engines/ops/ca", None, None, None)
+        .await;
+    assert_eq!(ca.status, 200);
+    let shown = std::process::Command::new("ssh-keygen")
+        .arg("-Lf")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout).to_string();
+    assert!(shown.contains("deploy"), "{shown}");
+    let ca_file = root.path().join("ca.pub");
+    std::fs::write(&ca_file, &ca.text).unwrap();
+    let fp = std::process::Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(&ca_file)
+        .output()
+        .unwrap();
+    let fp = String::from_utf8_lossy(&fp.stdout)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    assert!(
+        shown.contains(&format!("Signing CA: ED25519 {fp}")),
+        "{shown}\n{fp}"
+    );
+    let krl_says = |krl: &[u8]| {
+        let path = root.path().join("krl");
+        std::fs::write(&path, krl).unwrap();
+        std::process::Command::new("ssh-keygen")
+            .args(["-Q", "-f"])
+            .arg(&path)
+            .arg(&cert)
+            .output()
+            .unwrap()
+    };
+    let krl = server
+        .http
+        .get(format!("{}/v1/engines/ops/krl", server.base))
+        .send()
+        .await
+        .unwrap();
+    let before = krl_says(&krl.bytes().await.unwrap());
+    assert!(before.status.success(), "not revoked yet: {before:?}");
+
+    // Revoked: the served KRL now names it (real ssh-keygen -Q says so).
+    let url = format!(
+        "{}/v1/leases/{}",
+        server.base,
+        issued["id"].as_str().unwrap()
+    );
+    let r = server
+        .send(
+            Method::DELETE,
+            &url.replace(&server.base, ""),
+            Some(&server.admin),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.assert_ok(200)["state"], "revoked");
+    let krl = server
+        .http
+        .get(format!("{}/v1/engines/ops/krl", server.base))
+        .send()
+        .await
+        .unwrap();
+    let after = krl_says(&krl.bytes().await.unwrap());
+    assert!(
+        !after.status.success(),
+        "the KRL does not revoke the certificate: {after:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&after.stdout).contains("REVOKED"),
+        "{after:?}"
+    );
+    server.stop().await.unwrap();
+}
