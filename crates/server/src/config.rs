@@ -75,6 +75,9 @@ pub struct Config {
     pub engines: Vec<toml::Value>,
     /// `[leases]`: how revocations are retried.
     pub leases: crate::leases::LeaseSettings,
+    /// `audit.refusal_events_per_second`: refusal events written one by one
+    /// (after a burst of twice as many); the rest are counted.
+    pub refusal_events_per_second: u32,
 }
 
 /// Branches a push to (or merge into) counts as protected, by default.
@@ -238,6 +241,7 @@ struct RawTokens {
 struct RawAudit {
     checkpoint_every: Option<u64>,
     checkpoint_interval: Option<String>,
+    refusal_events_per_second: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -419,7 +423,17 @@ impl Config {
             .map_err(|e| format!("`approvals.webhooks`: {e}"))?;
 
         let leases = lease_settings(raw.leases)?;
+        let refusal_events_per_second = match raw.audit.refusal_events_per_second {
+            None => crate::refusals::DEFAULT_PER_SECOND,
+            Some(n) if (1..=100_000).contains(&n) => n,
+            Some(_) => {
+                return Err(
+                    "`audit.refusal_events_per_second` must be between 1 and 100000".into(),
+                );
+            }
+        };
         Ok(Config {
+            refusal_events_per_second,
             engines: raw.engines,
             leases,
             webhooks,

@@ -33,6 +33,7 @@ pub mod issuer;
 pub mod leases;
 pub mod notify;
 pub mod policy;
+pub mod refusals;
 pub mod routes;
 pub mod run_auth;
 pub mod state;
@@ -201,6 +202,9 @@ async fn run(
     state.request_timeout = config.request_timeout;
     state.policies = Arc::new(policies);
     state.lease_settings = config.leases;
+    state.refusals = Arc::new(refusals::RefusalBudget::new(
+        config.refusal_events_per_second,
+    ));
     let engine_ctx = warrant_engines::EngineContext {
         data_dir: config.data_dir.clone(),
         signing_key: state.issuer.key(),
@@ -247,6 +251,7 @@ async fn run(
     tracing::info!("shutting down");
     reload_on_hangup.abort();
     workers.stop().await;
+    refusals::flush(&state).await;
     // Deliveries still queued get a moment; the approvals themselves are in
     // the store whatever happens to them.
     state

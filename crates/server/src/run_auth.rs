@@ -52,6 +52,12 @@ impl FromRequestParts<AppState> for RunCaller {
                     state.now(),
                 );
                 tracing::info!(check = refusal.check, error = %refusal.code, "run token refused");
+                if !state
+                    .refusals
+                    .admit("run_token.refused", refusal.check, state.now())
+                {
+                    return Err(ApiError::RunToken(refusal.code, refusal.description));
+                }
                 if let Err(e) = state.store.append_audit(vec![event]).await {
                     tracing::error!(error = %e, "cannot record a run token refusal");
                     return Err(ApiError::RunToken(

@@ -45,6 +45,9 @@ pub struct AppState {
     pub engines: Arc<crate::leases::Engines>,
     /// How lease revocations are retried.
     pub lease_settings: crate::leases::LeaseSettings,
+    /// How many refusal events are written one by one before they are only
+    /// counted (an unauthenticated client cannot flood the audit log).
+    pub refusals: Arc<crate::refusals::RefusalBudget>,
 }
 
 /// Most events one group commit takes.
@@ -69,6 +72,9 @@ impl AppState {
             notifier: crate::notify::Notifier::disabled(),
             engines: Arc::new(crate::leases::Engines::default()),
             lease_settings: crate::leases::LeaseSettings::default(),
+            refusals: Arc::new(crate::refusals::RefusalBudget::new(
+                crate::refusals::DEFAULT_PER_SECOND,
+            )),
             store,
             clock,
             ttl,

@@ -88,6 +88,7 @@ async fn reaper(state: AppState, every: Duration, mut stopped: watch::Receiver<b
             Ok(n) => tracing::info!(count = n, "revoked due leases"),
             Err(e) => tracing::warn!(error = %e, "reaper could not revoke leases"),
         }
+        crate::refusals::flush(&state).await;
         match expire_approvals_once(&state).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(count = n, "expired approval requests"),

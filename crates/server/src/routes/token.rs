@@ -179,6 +179,13 @@ async fn refuse(
         state.now(),
     );
     tracing::info!(check = refusal.check, error = %refusal.code, "token request refused");
+    if !state
+        .refusals
+        .admit("token.refused", refusal.check, state.now())
+    {
+        // Over budget: counted, summarised later; still refused.
+        return ApiError::OAuth(refusal.code, refusal.description);
+    }
     if let Err(e) = state.store.append_audit(vec![event]).await {
         tracing::error!(error = %e, "cannot record a token refusal");
         return ApiError::OAuth(

@@ -14,6 +14,7 @@ mod keys;
 mod leases;
 mod lifecycle;
 mod refresh;
+mod refusal_budget;
 mod revocations;
 mod signin;
 mod support;
