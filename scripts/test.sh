@@ -88,6 +88,26 @@ if [ -z "${WARRANT_PYTHON:-}" ] && ! "$venv/bin/python" -c 'import jwt, cryptogr
 fi
 # ---------------------------------------------------------------------------
 
+# --- warrant-gateway: a real MCP upstream and the official MCP client ----
+# crates/gateway's tests drive the gateway with the Python MCP SDK (`mcp`
+# from PyPI, in the venv above or $WARRANT_PYTHON) against the real npm
+# `@modelcontextprotocol/server-everything` over stdio (in $WARRANT_NPM_CACHE,
+# default ~/.cache/warrant-npm). The test harness installs both itself when
+# missing and fails (never skips) when it cannot; installing here keeps the
+# downloads out of the timed test run. Versions are pinned in
+# crates/gateway/tests/it/harness.rs.
+if [ -z "${WARRANT_PYTHON:-}" ] && ! "$venv/bin/python" -c 'import mcp.client.streamable_http' 2>/dev/null; then
+  say "installing the Python MCP SDK into $venv"
+  "$venv/bin/pip" install --quiet 'mcp==2.3.0'
+fi
+npm_cache="${WARRANT_NPM_CACHE:-$HOME/.cache/warrant-npm}"
+if [ ! -f "$npm_cache/node_modules/@modelcontextprotocol/server-everything/dist/index.js" ]; then
+  say "installing @modelcontextprotocol/server-everything into $npm_cache"
+  mkdir -p "$npm_cache"
+  npm install --no-audit --no-fund --prefix "$npm_cache" '@modelcontextprotocol/server-everything@2026.8.31' >/dev/null
+fi
+# ---------------------------------------------------------------------------
+
 say "cargo fmt --check"
 cargo fmt --all -- --check
 
