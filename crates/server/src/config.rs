@@ -78,6 +78,8 @@ pub struct Config {
     /// `audit.refusal_events_per_second`: refusal events written one by one
     /// (after a burst of twice as many); the rest are counted.
     pub refusal_events_per_second: u32,
+    /// `[[mcp.servers]]`: upstream MCP servers behind the gateway.
+    pub mcp_servers: Vec<warrant_gateway::Upstream>,
 }
 
 /// Branches a push to (or merge into) counts as protected, by default.
@@ -155,6 +157,15 @@ struct RawConfig {
     engines: Vec<toml::Value>,
     #[serde(default)]
     leases: RawLeases,
+    #[serde(default)]
+    mcp: RawMcp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMcp {
+    #[serde(default)]
+    servers: Vec<warrant_gateway::UpstreamConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -432,7 +443,16 @@ impl Config {
                 );
             }
         };
+        let mut mcp_servers: Vec<warrant_gateway::Upstream> = Vec::new();
+        for s in raw.mcp.servers {
+            let up = s.validate().map_err(|e| format!("`mcp.servers`: {e}"))?;
+            if mcp_servers.iter().any(|m| m.name == up.name) {
+                return Err(format!("`mcp.servers`: `{}` is declared twice", up.name));
+            }
+            mcp_servers.push(up);
+        }
         Ok(Config {
+            mcp_servers,
             refusal_events_per_second,
             engines: raw.engines,
             leases,

@@ -256,6 +256,9 @@ pub async fn issue(
         }
     }
     tracing::info!(lease = %lease.id, engine = engine_name, role, "lease issued");
+    state
+        .issued
+        .add(caller.run.id, lease.id, issued.secrets.values().cloned());
     Ok(IssuedLease {
         lease,
         secrets: issued.secrets,
@@ -309,6 +312,7 @@ async fn attempt(state: &AppState, lease: Lease, settings: LeaseSettings) {
                 &lease,
                 json!({"reason": lease.revoke_reason, "attempts": lease.attempts + 1}),
             );
+            state.issued.forget_lease(lease.id);
             if let Err(e) = state.store.finish_revoke(lease.id, now, event).await {
                 tracing::warn!(lease = %lease.id, error = %e, "revoked a lease but cannot record it; it will be revoked again");
             } else {

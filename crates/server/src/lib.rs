@@ -31,6 +31,7 @@ pub mod events;
 pub mod extract;
 pub mod issuer;
 pub mod leases;
+pub mod mcp;
 pub mod notify;
 pub mod policy;
 pub mod refusals;
@@ -202,6 +203,7 @@ async fn run(
     state.request_timeout = config.request_timeout;
     state.policies = Arc::new(policies);
     state.lease_settings = config.leases;
+    state.mcp_servers = Arc::new(config.mcp_servers.clone());
     state.refusals = Arc::new(refusals::RefusalBudget::new(
         config.refusal_events_per_second,
     ));
@@ -250,6 +252,7 @@ async fn run(
     .await;
     tracing::info!("shutting down");
     reload_on_hangup.abort();
+    state.mcp_sessions.close_all().await;
     workers.stop().await;
     refusals::flush(&state).await;
     // Deliveries still queued get a moment; the approvals themselves are in

@@ -48,6 +48,12 @@ pub struct AppState {
     /// How many refusal events are written one by one before they are only
     /// counted (an unauthenticated client cannot flood the audit log).
     pub refusals: Arc<crate::refusals::RefusalBudget>,
+    /// Live secrets handed to runs (memory only), for the MCP gateway's scan.
+    pub issued: Arc<crate::mcp::IssuedValues>,
+    /// Every MCP gateway session, by run (closed when the run or task ends).
+    pub mcp_sessions: warrant_gateway::SessionRegistry,
+    /// `[[mcp.servers]]`: the upstreams mounted at `/mcp/{name}`.
+    pub mcp_servers: Arc<Vec<warrant_gateway::Upstream>>,
 }
 
 /// Most events one group commit takes.
@@ -72,6 +78,9 @@ impl AppState {
             notifier: crate::notify::Notifier::disabled(),
             engines: Arc::new(crate::leases::Engines::default()),
             lease_settings: crate::leases::LeaseSettings::default(),
+            issued: Arc::new(crate::mcp::IssuedValues::default()),
+            mcp_sessions: warrant_gateway::SessionRegistry::default(),
+            mcp_servers: Arc::new(Vec::new()),
             refusals: Arc::new(crate::refusals::RefusalBudget::new(
                 crate::refusals::DEFAULT_PER_SECOND,
             )),

@@ -131,6 +131,9 @@ pub async fn kill(
     }
     tracing::warn!(by = %caller.user.name, %note, tasks = ended.len(), "kill switch");
     crate::leases::revoke_due_soon(&state);
+    for id in &ended {
+        crate::mcp::close_task(&state, *id).await;
+    }
     Ok(Json(json!({ "ended": ended })))
 }
 
@@ -157,6 +160,7 @@ pub async fn revoke_run(
     };
     tracing::info!(run = %id, by = %caller.user.name, "run revoked");
     crate::leases::revoke_due_soon(&state);
+    crate::mcp::close_task(&state, run.task_id).await;
     Ok(Json(json!({
         "run_id": run.id.to_string(),
         "task_id": run.task_id,

@@ -41,7 +41,26 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// (for instance with a `FakeClock`).
 pub fn router(state: AppState) -> Router {
     let request_timeout = state.request_timeout;
+    // The MCP gateway: one streamable-HTTP service per upstream, every
+    // request authenticated with the run token first.
+    let mut mcp = Router::new();
+    for upstream in state.mcp_servers.iter() {
+        let gateway = warrant_gateway::Gateway::new(
+            upstream.clone(),
+            state.mcp_sessions.clone(),
+            warrant_gateway::ServiceOptions::default(),
+        );
+        mcp = mcp.nest_service(
+            &format!("/mcp/{}", gateway.name()),
+            gateway.streamable_service(),
+        );
+    }
+    let mcp = mcp.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::mcp::authenticate,
+    ));
     Router::new()
+        .merge(mcp)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/v1/users", post(users::create).get(users::list))

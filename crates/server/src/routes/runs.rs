@@ -68,6 +68,7 @@ pub async fn end_me(
         Err(e) => return Err(e.into()),
     }
     crate::leases::revoke_due(&state).await?;
+    crate::mcp::close_task(&state, caller.task.id).await;
     Ok(Json(
         json!({"run_id": caller.run.id.to_string(), "state": "revoked"}),
     ))

@@ -293,8 +293,9 @@ pub(crate) async fn end_as(
         Err(e) => return Err(e.into()),
     };
     tracing::info!(task = %id, %reason, by = %caller.user.name, "task ended");
-    // Its leases go now, not at the next reaper pass.
+    // Its leases go now, not at the next reaper pass; its MCP sessions close.
     crate::leases::revoke_due_soon(state);
+    crate::mcp::close_task(state, id).await;
     Ok(ended)
 }
 

@@ -13,6 +13,7 @@ mod introspect;
 mod keys;
 mod leases;
 mod lifecycle;
+mod mcp;
 mod refresh;
 mod refusal_budget;
 mod revocations;

@@ -544,7 +544,7 @@ async fn a_run_token_needs_a_fresh_proof_from_its_key_and_a_live_task() {
 /// `WARRANT_PYTHON` interpreter, else `~/.cache/warrant-venv`, created
 /// (with `pip install pyjwt[crypto]`) when missing. Never skipped: if
 /// Python or PyJWT cannot be had, the test fails.
-fn pyjwt_python() -> PathBuf {
+pub fn pyjwt_python() -> PathBuf {
     if let Ok(p) = std::env::var("WARRANT_PYTHON") {
         return PathBuf::from(p);
     }
