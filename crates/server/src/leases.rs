@@ -367,19 +367,32 @@ pub async fn revoke_due(state: &AppState) -> Result<usize, StoreError> {
         .ok()
         .and_then(|d| now.checked_sub(d).ok())
         .unwrap_or(now);
-    let due = state.store.due_leases(now, stale, 100).await?;
+    // Batch after batch until nothing is due (a task holding thousands of
+    // leases is revoked in one pass, not 100 per reaper tick); a batch in
+    // which nothing could be revoked ends the pass (its leases wait for
+    // their backoff).
     let mut revoked = 0;
-    for lease in due {
-        let id = lease.id;
-        attempt(state, lease, settings).await;
-        if matches!(
-            state.store.get_lease(id).await,
-            Ok(Some(l)) if l.state == LeaseState::Revoked
-        ) {
-            revoked += 1;
+    loop {
+        let due = state.store.due_leases(now, stale, 100).await?;
+        if due.is_empty() {
+            return Ok(revoked);
+        }
+        let mut progress = false;
+        for lease in due {
+            let id = lease.id;
+            attempt(state, lease, settings).await;
+            if matches!(
+                state.store.get_lease(id).await,
+                Ok(Some(l)) if l.state == LeaseState::Revoked
+            ) {
+                revoked += 1;
+                progress = true;
+            }
+        }
+        if !progress {
+            return Ok(revoked);
         }
     }
-    Ok(revoked)
 }
 
 /// A lease as the API shows it (never a secret).

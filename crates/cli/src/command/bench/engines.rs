@@ -17,8 +17,14 @@
 //! /v1/sys/leases/revoke` (synchronous) on a mount at `database/` that the
 //! caller configured (scripts/bench-engines.sh does).
 //!
-//! Both are sequential (one request at a time), so ops/s is the count over
-//! the summed request latencies.
+//! One request at a time, Warrant's and OpenBao's alternating (so both see
+//! the same load on a shared machine); ops/s is the count over the summed
+//! request latencies. The same series on Warrant's `kv` engine
+//! (a `secret.read` decision, nothing downstream) shows Warrant's own share.
+//!
+//! Mass revocation: a task holding `--mass` `kv` leases is ended (`POST
+//! /v1/tasks/{id}/end`), timed until none of its leases is issuing, active
+//! or revoking.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
@@ -263,6 +269,32 @@ impl Warrant {
         Ok(took)
     }
 
+    /// Warm-up, then `count` leases of role `bench` of `engine` issued one
+    /// by one, then revoked one by one: the latencies of each.
+    async fn pairs(
+        &self,
+        run: &Run,
+        engine: &str,
+        count: usize,
+    ) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
+        for _ in 0..WARM_UP {
+            let (id, _) = self.lease(run, engine, "bench", LEASE_TTL).await?;
+            self.revoke(run, &id).await?;
+        }
+        let mut ids = Vec::with_capacity(count);
+        let mut issued = Vec::with_capacity(count);
+        for _ in 0..count {
+            let (id, took) = self.lease(run, engine, "bench", LEASE_TTL).await?;
+            ids.push(id);
+            issued.push(took);
+        }
+        let mut revoked = Vec::with_capacity(count);
+        for id in &ids {
+            revoked.push(self.revoke(run, id).await?);
+        }
+        Ok((issued, revoked))
+    }
+
     /// Whether task `task` still has a lease in `state`.
     async fn any_lease(&self, task: &str, state: &str) -> anyhow::Result<bool> {
         let answer = self
@@ -488,54 +520,32 @@ async fn measure(
          run token + DPoP, {WARM_UP} untimed warm-up pairs"
     );
 
-    // Warrant: dynamic PostgreSQL credentials.
+    // Dynamic PostgreSQL credentials. With OpenBao, the two brokers'
+    // requests alternate, so both see the same load on a shared machine.
     let run = warrant.run(&user, "pg/bench", "credential.issue").await?;
-    for _ in 0..WARM_UP {
-        let (id, _) = warrant.lease(&run, "pg", "bench", LEASE_TTL).await?;
-        warrant.revoke(&run, &id).await?;
-    }
-    let mut ids = Vec::with_capacity(a.count);
-    let mut issued = Vec::with_capacity(a.count);
-    for _ in 0..a.count {
-        let (id, took) = warrant.lease(&run, "pg", "bench", LEASE_TTL).await?;
-        ids.push(id);
-        issued.push(took);
-    }
-    let mut revoked = Vec::with_capacity(a.count);
-    for id in &ids {
-        revoked.push(warrant.revoke(&run, id).await?);
-    }
-    let mut w_issue = Series::new("Warrant  issue  POST /v1/leases (postgres)", issued);
-    let mut w_revoke = Series::new("Warrant  revoke DELETE /v1/leases/{id}", revoked);
-    w_issue.sample.print();
-    w_revoke.sample.print();
-
-    // OpenBao: the same workload on its database secrets engine.
+    let pg_issue = "Warrant  issue  POST /v1/leases (postgres)";
+    let pg_revoke = "Warrant  revoke DELETE /v1/leases/{id}";
     match openbao {
-        None => println!("  OpenBao: not measured (no --openbao-addr)"),
+        None => {
+            let (issued, revoked) = warrant.pairs(&run, "pg", a.count).await?;
+            Series::new(pg_issue, issued).sample.print();
+            Series::new(pg_revoke, revoked).sample.print();
+            println!("  OpenBao: not measured (no --openbao-addr)");
+        }
         Some(bao) => {
-            for _ in 0..WARM_UP {
-                let (id, _) = bao.issue().await?;
-                bao.revoke(&id).await?;
-            }
-            let mut ids = Vec::with_capacity(a.count);
-            let mut issued = Vec::with_capacity(a.count);
-            for _ in 0..a.count {
-                let (id, took) = bao.issue().await?;
-                ids.push(id);
-                issued.push(took);
-            }
-            let mut revoked = Vec::with_capacity(a.count);
-            for id in &ids {
-                revoked.push(bao.revoke(id).await?);
-            }
-            let mut b_issue = Series::new(
-                &format!("OpenBao  issue  GET database/creds/{OPENBAO_ROLE}"),
-                issued,
+            println!(
+                "  OpenBao: database secrets engine, role `{OPENBAO_ROLE}`; \
+                 its requests alternate with Warrant's"
             );
-            let mut b_revoke = Series::new("OpenBao  revoke PUT sys/leases/revoke", revoked);
-            b_issue.sample.print();
-            b_revoke.sample.print();
+            let [wi, wr, bi, br] = side_by_side(warrant, &run, bao, a.count).await?;
+            let mut w_issue = Series::new(pg_issue, wi);
+            let mut w_revoke = Series::new(pg_revoke, wr);
+            let mut b_issue =
+                Series::new(&format!("OpenBao  issue  GET .../creds/{OPENBAO_ROLE}"), bi);
+            let mut b_revoke = Series::new("OpenBao  revoke PUT sys/leases/revoke", br);
+            for s in [&mut w_issue, &mut w_revoke, &mut b_issue, &mut b_revoke] {
+                s.sample.print();
+            }
             println!(
                 "Warrant/OpenBao throughput: issue {:.2}x, revoke {:.2}x",
                 w_issue.rate() / b_issue.rate(),
@@ -544,7 +554,53 @@ async fn measure(
         }
     }
 
+    // Warrant's own share: the same requests on a `kv` engine, whose
+    // issue and revoke touch no other system.
+    println!(
+        "  Warrant without a downstream system (kv engine: the same HTTP, decision and audit)"
+    );
+    let run = warrant.run(&user, "kv/bench", "secret.read").await?;
+    let (issued, revoked) = warrant.pairs(&run, "kv", a.count).await?;
+    Series::new("Warrant  issue  POST /v1/leases (kv)", issued)
+        .sample
+        .print();
+    Series::new("Warrant  revoke DELETE /v1/leases/{id} (kv)", revoked)
+        .sample
+        .print();
+
     mass_revocation(warrant, &user, a.mass).await
+}
+
+/// Warm-up, then `count` credentials issued by Warrant and OpenBao in
+/// turn, then revoked in turn: the latencies of Warrant's issues and
+/// revocations, then OpenBao's.
+async fn side_by_side(
+    warrant: &Warrant,
+    run: &Run,
+    bao: &OpenBao,
+    count: usize,
+) -> anyhow::Result<[Vec<Duration>; 4]> {
+    for _ in 0..WARM_UP {
+        let (id, _) = warrant.lease(run, "pg", "bench", LEASE_TTL).await?;
+        warrant.revoke(run, &id).await?;
+        let (id, _) = bao.issue().await?;
+        bao.revoke(&id).await?;
+    }
+    let mut ids = Vec::with_capacity(count);
+    let (mut wi, mut bi) = (Vec::with_capacity(count), Vec::with_capacity(count));
+    for _ in 0..count {
+        let (w, took) = warrant.lease(run, "pg", "bench", LEASE_TTL).await?;
+        wi.push(took);
+        let (b, took) = bao.issue().await?;
+        bi.push(took);
+        ids.push((w, b));
+    }
+    let (mut wr, mut br) = (Vec::with_capacity(count), Vec::with_capacity(count));
+    for (w, b) in &ids {
+        wr.push(warrant.revoke(run, w).await?);
+        br.push(bao.revoke(b).await?);
+    }
+    Ok([wi, wr, bi, br])
 }
 
 /// One task holding `mass` `kv` leases (issued concurrently, untimed) is
