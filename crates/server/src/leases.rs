@@ -361,6 +361,9 @@ async fn failed(state: &AppState, lease: &Lease, error: &str, settings: LeaseSet
 /// The reaper's pass: revokes every due lease once. Returns how many it
 /// revoked.
 pub async fn revoke_due(state: &AppState) -> Result<usize, StoreError> {
+    // One pass at a time in this process: two passes would pick the same
+    // due leases and revoke them twice.
+    let _one = state.lease_pass.lock().await;
     let settings = state.lease_settings;
     let now = state.now();
     let stale = SignedDuration::try_from(settings.stale_issuing)

@@ -45,6 +45,8 @@ pub struct AppState {
     pub engines: Arc<crate::leases::Engines>,
     /// How lease revocations are retried.
     pub lease_settings: crate::leases::LeaseSettings,
+    /// Held by the lease revocation pass running in this process.
+    pub lease_pass: Arc<tokio::sync::Mutex<()>>,
     /// How many refusal events are written one by one before they are only
     /// counted (an unauthenticated client cannot flood the audit log).
     pub refusals: Arc<crate::refusals::RefusalBudget>,
@@ -78,6 +80,7 @@ impl AppState {
             notifier: crate::notify::Notifier::disabled(),
             engines: Arc::new(crate::leases::Engines::default()),
             lease_settings: crate::leases::LeaseSettings::default(),
+            lease_pass: Arc::new(tokio::sync::Mutex::new(())),
             issued: Arc::new(crate::mcp::IssuedValues::default()),
             mcp_sessions: warrant_gateway::SessionRegistry::default(),
             mcp_servers: Arc::new(Vec::new()),
