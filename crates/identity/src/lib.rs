@@ -19,7 +19,6 @@
 
 pub mod config;
 pub mod error;
-pub mod glob;
 pub mod jwks;
 pub mod verify;
 

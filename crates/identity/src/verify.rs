@@ -12,8 +12,8 @@ use warrant_token::SpiffeId;
 
 use crate::config::{IssuerConfig, IssuerRole, SubjectKind, short};
 use crate::error::IdentityError;
-use crate::glob::branch_glob_matches;
 use crate::jwks::{FetchError, JwksCache, Keys};
+use warrant_core::glob::branch_glob_matches;
 
 /// A configured issuer with its key cache. Share one per issuer for the
 /// life of the process so the cache (and its rate limit) is shared too.
