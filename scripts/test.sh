@@ -101,11 +101,14 @@ if [ -z "${WARRANT_PYTHON:-}" ] && ! "$venv/bin/python" -c 'import mcp.client.st
   "$venv/bin/pip" install --quiet 'mcp==2.3.0'
 fi
 npm_cache="${WARRANT_NPM_CACHE:-$HOME/.cache/warrant-npm}"
-if [ ! -f "$npm_cache/node_modules/@modelcontextprotocol/server-everything/dist/index.js" ]; then
-  say "installing @modelcontextprotocol/server-everything into $npm_cache"
-  mkdir -p "$npm_cache"
-  npm install --no-audit --no-fund --prefix "$npm_cache" '@modelcontextprotocol/server-everything@2026.8.31' >/dev/null
-fi
+# crates/server's MCP tests also run `server-filesystem` (argument policies).
+for pkg in server-everything server-filesystem; do
+  if [ ! -f "$npm_cache/node_modules/@modelcontextprotocol/$pkg/dist/index.js" ]; then
+    say "installing @modelcontextprotocol/$pkg into $npm_cache"
+    mkdir -p "$npm_cache"
+    npm install --no-audit --no-fund --prefix "$npm_cache" "@modelcontextprotocol/$pkg@2026.8.31" >/dev/null
+  fi
+done
 # ---------------------------------------------------------------------------
 
 say "cargo fmt --check"

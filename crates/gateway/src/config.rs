@@ -22,8 +22,9 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// One `[[mcp.servers]]` entry as written in the config file.
 ///
 /// Exactly one of `command` (a stdio server, spawned per agent session) or
-/// `url` (a streamable-HTTP server) is given. Credentials are not written
-/// here: the server resolves them per run and passes them as a
+/// `url` (a streamable-HTTP server) is given. Secret values are never
+/// written here: `[[mcp.servers.credentials]]` names an engine and role, and
+/// the server leases the value per session and passes it as a
 /// [`Launch`](crate::Launch).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,6 +65,69 @@ pub struct UpstreamConfig {
     /// Largest message accepted from the upstream, in bytes.
     #[serde(default)]
     pub max_message_bytes: Option<usize>,
+    /// Credentials leased for each session and handed to the upstream only.
+    #[serde(default)]
+    pub credentials: Vec<CredentialConfig>,
+}
+
+/// One `[[mcp.servers.credentials]]` entry: a lease of `engine`/`role`,
+/// taken for each agent session before the upstream starts, given to the
+/// upstream as an environment variable (stdio) or a header (HTTP), and
+/// revoked when the session ends.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialConfig {
+    /// The environment variable a stdio server reads it from.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// The header an HTTP server reads it from.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// A configured `[[engines]]` name (a `kv` engine for sealed secrets).
+    pub engine: String,
+    pub role: String,
+    /// Engine parameters, as in `POST /v1/leases`.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// Which secret of the lease (`url`, `token`, `value`, `password`...);
+    /// by default the main one.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// The value as sent, with `{}` standing for the secret, e.g.
+    /// `"Bearer {}"`. By default the secret alone.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// Lease lifetime (at most the role's maximum); by default the role's
+    /// maximum, and never past the task's end.
+    #[serde(default)]
+    pub ttl: Option<String>,
+}
+
+/// Where an upstream receives a credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialTarget {
+    Env(String),
+    Header(String),
+}
+
+/// A validated credential of one upstream.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub target: CredentialTarget,
+    pub engine: String,
+    pub role: String,
+    pub params: BTreeMap<String, String>,
+    pub secret: Option<String>,
+    /// Text before and after the secret.
+    pub format: (String, String),
+    pub ttl: Option<String>,
+}
+
+impl Credential {
+    /// The value the upstream gets.
+    pub fn render(&self, secret: &str) -> String {
+        format!("{}{secret}{}", self.format.0, self.format.1)
+    }
 }
 
 /// A validated upstream.
@@ -76,6 +140,7 @@ pub struct Upstream {
     pub timeout: Duration,
     pub startup_timeout: Duration,
     pub max_message_bytes: usize,
+    pub credentials: Vec<Credential>,
 }
 
 #[derive(Debug, Clone)]
@@ -167,6 +232,12 @@ impl UpstreamConfig {
         if max_message_bytes < 1024 {
             return Err(invalid("`max_message_bytes` must be at least 1024".into()));
         }
+        let credentials = self
+            .credentials
+            .into_iter()
+            .map(|c| c.validate(&transport))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(&invalid)?;
         Ok(Upstream {
             name,
             transport,
@@ -175,6 +246,66 @@ impl UpstreamConfig {
             timeout,
             startup_timeout,
             max_message_bytes,
+            credentials,
+        })
+    }
+}
+
+impl CredentialConfig {
+    fn validate(self, transport: &UpstreamTransport) -> Result<Credential, String> {
+        let target = match (self.env, self.header, transport) {
+            (Some(env), None, UpstreamTransport::Stdio { env: plain, .. }) => {
+                check_env_name(&env)?;
+                if plain.contains_key(&env) {
+                    return Err(format!("`{env}` is both a plain `env` and a credential"));
+                }
+                CredentialTarget::Env(env)
+            }
+            (None, Some(header), UpstreamTransport::Http { headers: plain, .. }) => {
+                check_header_name(&header)?;
+                if plain.keys().any(|k| k.eq_ignore_ascii_case(&header)) {
+                    return Err(format!(
+                        "`{header}` is both a plain header and a credential"
+                    ));
+                }
+                CredentialTarget::Header(header)
+            }
+            (Some(_), Some(_), _) => {
+                return Err("a credential goes to `env` or `header`, not both".into());
+            }
+            (None, None, _) => {
+                return Err("a credential needs `env` (stdio) or `header` (url)".into());
+            }
+            (Some(_), None, _) => return Err("credential `env` is for `command` servers".into()),
+            (None, Some(_), _) => return Err("credential `header` is for `url` servers".into()),
+        };
+        for (what, v) in [("engine", &self.engine), ("role", &self.role)] {
+            if v.is_empty() || v.len() > 128 {
+                return Err(format!("credential `{what}` must be 1 to 128 characters"));
+            }
+        }
+        let format = match self.format {
+            None => (String::new(), String::new()),
+            Some(f) => {
+                let mut parts = f.splitn(3, "{}");
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some(a), Some(b), None) => (a.to_owned(), b.to_owned()),
+                    _ => {
+                        return Err(format!(
+                            "credential `format` `{f}` must hold `{{}}` exactly once"
+                        ));
+                    }
+                }
+            }
+        };
+        Ok(Credential {
+            target,
+            engine: self.engine,
+            role: self.role,
+            params: self.params,
+            secret: self.secret,
+            format,
+            ttl: self.ttl,
         })
     }
 }
@@ -255,6 +386,37 @@ mod tests {
     }
 
     #[test]
+    fn credentials_parse_per_transport() {
+        let u = parse(
+            r#"name = "remote"
+               url = "https://mcp.example.test/mcp"
+               [[credentials]]
+               header = "Authorization"
+               engine = "vault"
+               role = "remote-token"
+               format = "Bearer {}""#,
+        )
+        .unwrap();
+        let c = &u.credentials[0];
+        assert_eq!(c.target, CredentialTarget::Header("Authorization".into()));
+        assert_eq!(c.render("s3cret"), "Bearer s3cret");
+        let u = parse(
+            r#"name = "local"
+               command = ["srv"]
+               [[credentials]]
+               env = "API_TOKEN"
+               engine = "vault"
+               role = "token"
+               params = { secret = "api" }"#,
+        )
+        .unwrap();
+        let c = &u.credentials[0];
+        assert_eq!(c.target, CredentialTarget::Env("API_TOKEN".into()));
+        assert_eq!(c.params["secret"], "api");
+        assert_eq!(c.render("s3cret"), "s3cret");
+    }
+
+    #[test]
     fn bad_configs_are_refused() {
         for (text, needle) in [
             (r#"name = "x""#, "give `command` or `url`"),
@@ -294,7 +456,49 @@ mod tests {
             (
                 r#"name = "x"
                 command = ["a"]
-                credentials = {}"#,
+                [[credentials]]
+                header = "Authorization"
+                engine = "vault"
+                role = "r""#,
+                "for `url` servers",
+            ),
+            (
+                r#"name = "x"
+                url = "http://h/"
+                [[credentials]]
+                env = "TOKEN"
+                engine = "vault"
+                role = "r""#,
+                "for `command` servers",
+            ),
+            (
+                r#"name = "x"
+                command = ["a"]
+                env = { TOKEN = "plain" }
+                [[credentials]]
+                env = "TOKEN"
+                engine = "vault"
+                role = "r""#,
+                "both a plain",
+            ),
+            (
+                r#"name = "x"
+                url = "http://h/"
+                [[credentials]]
+                header = "Authorization"
+                engine = "vault"
+                role = "r"
+                format = "Bearer""#,
+                "exactly once",
+            ),
+            (
+                r#"name = "x"
+                command = ["a"]
+                [[credentials]]
+                env = "TOKEN"
+                engine = "vault"
+                role = "r"
+                value = "hunter2""#,
                 "unknown field",
             ),
         ] {

@@ -30,8 +30,8 @@ mod upstream;
 mod warden;
 
 pub use config::{
-    ConfigError, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_STARTUP_TIMEOUT, DEFAULT_TIMEOUT, Upstream,
-    UpstreamConfig, UpstreamTransport,
+    ConfigError, Credential, CredentialConfig, CredentialTarget, DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_STARTUP_TIMEOUT, DEFAULT_TIMEOUT, Upstream, UpstreamConfig, UpstreamTransport,
 };
 pub use gateway::{Gateway, GatewayService, ServiceOptions};
 pub use registry::{SessionRegistry, SessionSummary};

@@ -55,9 +55,45 @@ pub(crate) struct SessionState {
     http_sessions: Arc<LocalSessionManager>,
 }
 
+/// The leases taken for one session, given back to the warden exactly once:
+/// when the session closes, or when it is dropped without closing (idle
+/// timeout, agent gone).
+struct Held {
+    server: String,
+    warden: Arc<dyn Warden>,
+    leases: Mutex<Vec<String>>,
+}
+
+impl Held {
+    async fn release(&self) {
+        let leases = std::mem::take(&mut *lock(&self.leases));
+        if !leases.is_empty() {
+            self.warden.release(&self.server, leases).await;
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let leases = std::mem::take(&mut *lock(&self.leases));
+        if leases.is_empty() {
+            return;
+        }
+        let (warden, server) = (self.warden.clone(), self.server.clone());
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move { warden.release(&server, leases).await });
+            }
+            // No runtime left (shutdown): the leases expire with the run.
+            Err(_) => tracing::warn!(server, "cannot release session leases at shutdown"),
+        }
+    }
+}
+
 struct Bound {
     run_id: String,
     warden: Arc<dyn Warden>,
+    held: Held,
     info: InitializeResult,
     pid: Option<u32>,
     peer: Peer<RoleClient>,
@@ -91,6 +127,7 @@ impl SessionState {
             if let Some(connection) = connection {
                 connection.close().await;
             }
+            bound.held.release().await;
         }
     }
 
@@ -516,15 +553,26 @@ impl ServerHandler for SessionHandler {
         if !warden.live().await {
             return Err(run_ended());
         }
-        let launch = warden.launch(&server).await.map_err(|e| {
+        let mut launch = warden.launch(&server).await.map_err(|e| {
             McpError::internal_error(format!("cannot open mcp server `{server}`: {e}"), None)
         })?;
-        let connection = Connection::open(&self.shared.upstream, launch)
-            .await
-            .map_err(|e| {
+        // From here on every way out gives the leases back (`Held` on drop).
+        let held = Held {
+            server: server.clone(),
+            warden: warden.clone(),
+            leases: Mutex::new(std::mem::take(&mut launch.leases)),
+        };
+        let connection = match Connection::open(&self.shared.upstream, launch).await {
+            Ok(c) => c,
+            Err(e) => {
                 tracing::warn!(server, error = %e, "cannot open mcp upstream");
-                McpError::internal_error(format!("mcp server `{server}` is unavailable: {e}"), None)
-            })?;
+                held.release().await;
+                return Err(McpError::internal_error(
+                    format!("mcp server `{server}` is unavailable: {e}"),
+                    None,
+                ));
+            }
+        };
         let peer = connection.peer().clone();
         let upstream_info = peer.peer_info();
         let mut info = InitializeResult::new(relayed_capabilities(
@@ -551,6 +599,7 @@ impl ServerHandler for SessionHandler {
         let bound = Bound {
             run_id: caller.run_id().to_owned(),
             warden,
+            held,
             info,
             pid,
             peer,
@@ -561,6 +610,7 @@ impl ServerHandler for SessionHandler {
             if let Some(c) = bound.connection.into_inner() {
                 c.close().await;
             }
+            bound.held.release().await;
             return Err(McpError::invalid_request(
                 "the session is already initialized",
                 None,

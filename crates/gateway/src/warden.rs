@@ -29,6 +29,9 @@ pub enum Verdict {
 pub struct Launch {
     pub env: BTreeMap<String, SecretString>,
     pub headers: BTreeMap<String, SecretString>,
+    /// The leases taken for this session: handed back to
+    /// [`Warden::release`] when the session ends, however it ends.
+    pub leases: Vec<String>,
 }
 
 /// Why a session could not be opened (shown to the agent as a JSON-RPC
@@ -46,8 +49,10 @@ pub struct LaunchError(pub String);
 #[async_trait]
 pub trait Warden: Send + Sync {
     /// Decide `mcp.call` on `Tool::"<server>/<tool>"`, with the tool
-    /// arguments in context (`None` when listing). Resources and prompts are
-    /// decided as the tools `resources` and `prompts` (see docs/mcp-gateway.md).
+    /// arguments in context. `None` means listing: would a call be allowed?
+    /// Such a probe must change nothing (no approval opened, no history
+    /// marked). Resources and prompts are decided as the tools `resources`
+    /// and `prompts` (see docs/mcp-gateway.md).
     async fn decide_call(
         &self,
         server: &str,
@@ -77,6 +82,13 @@ pub trait Warden: Send + Sync {
     async fn launch(&self, server: &str) -> Result<Launch, LaunchError> {
         let _ = server;
         Ok(Launch::default())
+    }
+
+    /// The session that [`Warden::launch`] leased `leases` for has ended
+    /// (closed by the agent, idle, run ended, upstream failed or never
+    /// started): revoke them. Called once per session with leases.
+    async fn release(&self, server: &str, leases: Vec<String>) {
+        let _ = (server, leases);
     }
 }
 

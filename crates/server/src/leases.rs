@@ -104,25 +104,17 @@ fn lease_event(time: Timestamp, kind: &str, actor: &str, lease: &Lease, data: Va
     }
 }
 
-/// Issues a lease of `engine`/`role` to the run `caller`.
-pub async fn issue(
+/// The run's own lease: a decision, audited like every other. A static
+/// secret is read (`secret.read`), every other engine mints a credential.
+/// Returns the decision's audit sequence number.
+async fn decide_lease(
     state: &AppState,
     caller: &RunCaller,
+    kind: &str,
     engine_name: &str,
     role: &str,
-    ttl: Option<&str>,
-    params: &Value,
-) -> Result<IssuedLease, ApiError> {
-    let engine = state
-        .engines
-        .get(engine_name)
-        .cloned()
-        .ok_or_else(|| ApiError::EngineNotFound(engine_name.chars().take(64).collect()))?;
-    let role_max = engine.max_ttl(role).map_err(engine_error)?;
-
-    // The decision, audited like every other: a static secret is read
-    // (`secret.read`), every other engine mints a credential.
-    let action = if engine.kind() == "kv" {
+) -> Result<u64, ApiError> {
+    let action = if kind == "kv" {
         "secret.read"
     } else {
         "credential.issue"
@@ -155,6 +147,60 @@ pub async fn issue(
             )));
         }
     }
+    Ok(decided.audit_seq)
+}
+
+/// Who a lease is for: the run itself (decided by policy, the secret goes
+/// to the agent), or an MCP upstream serving the run (the secret goes to the
+/// upstream only; see docs/mcp-gateway.md).
+#[derive(Debug, Clone, Copy)]
+pub enum LeaseFor<'a> {
+    Run,
+    Upstream(&'a str),
+}
+
+/// Issues a lease of `engine`/`role` to the run `caller`.
+pub async fn issue(
+    state: &AppState,
+    caller: &RunCaller,
+    engine_name: &str,
+    role: &str,
+    ttl: Option<&str>,
+    params: &Value,
+) -> Result<IssuedLease, ApiError> {
+    issue_for(state, caller, LeaseFor::Run, engine_name, role, ttl, params).await
+}
+
+/// Issues a lease of `engine`/`role` held by the run `caller`, for `who`.
+///
+/// A lease for the run is a `secret.read` / `credential.issue` decision
+/// first. A lease for an upstream is not decided by policy: the operator
+/// bound the credential to the upstream in the config, the agent never
+/// receives it (the gateway scans for it), and every use of the upstream is
+/// decided per tool call. It is still held by the run, audited
+/// (`lease.requested` names the upstream) and revoked with the run.
+pub async fn issue_for(
+    state: &AppState,
+    caller: &RunCaller,
+    who: LeaseFor<'_>,
+    engine_name: &str,
+    role: &str,
+    ttl: Option<&str>,
+    params: &Value,
+) -> Result<IssuedLease, ApiError> {
+    let engine = state
+        .engines
+        .get(engine_name)
+        .cloned()
+        .ok_or_else(|| ApiError::EngineNotFound(engine_name.chars().take(64).collect()))?;
+    let role_max = engine.max_ttl(role).map_err(engine_error)?;
+    let (decision_seq, upstream) = match who {
+        LeaseFor::Run => (
+            Some(decide_lease(state, caller, engine.kind(), engine_name, role).await?),
+            None,
+        ),
+        LeaseFor::Upstream(server) => (None, Some(format!("mcp:{server}"))),
+    };
 
     let now = state.now();
     let wanted = match ttl {
@@ -210,7 +256,7 @@ pub async fn issue(
         "lease.requested",
         &actor,
         &lease,
-        json!({"handle": handle, "expires_at": expires_at, "decision_seq": decided.audit_seq}),
+        json!({"handle": handle, "expires_at": expires_at, "decision_seq": decision_seq, "for": upstream}),
     );
     match state.store.create_lease(&lease, recorded).await {
         Ok(()) => {}
@@ -263,6 +309,18 @@ pub async fn issue(
         lease,
         secrets: issued.secrets,
     })
+}
+
+/// The secret of a lease a program most likely wants when only one is
+/// passed on: `url`, `token`, `value`, `certificate`, `password`, else the
+/// first.
+pub fn main_secret(
+    secrets: &std::collections::BTreeMap<String, secrecy::SecretString>,
+) -> Option<&secrecy::SecretString> {
+    ["url", "token", "value", "certificate", "password"]
+        .iter()
+        .find_map(|name| secrets.get(*name))
+        .or_else(|| secrets.values().next())
 }
 
 /// Marks `id` for revocation (if it is not already) and tries once now;

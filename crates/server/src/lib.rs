@@ -216,6 +216,24 @@ async fn run(
         leases::build_engines(&config.engines, &engine_ctx, &store)
             .map_err(|e| ServerError::Config(ConfigError::Options(format!("`engines`: {e}"))))?,
     );
+    // Every upstream credential names an engine and role that exist: a typo
+    // stops the server here rather than failing every session later.
+    for upstream in state.mcp_servers.iter() {
+        for c in &upstream.credentials {
+            let engine = state.engines.get(&c.engine).ok_or_else(|| {
+                ServerError::Config(ConfigError::Options(format!(
+                    "`mcp.servers`: `{}` takes a credential from engine `{}`, which is not configured",
+                    upstream.name, c.engine
+                )))
+            })?;
+            engine.max_ttl(&c.role).map_err(|e| {
+                ServerError::Config(ConfigError::Options(format!(
+                    "`mcp.servers`: `{}` credential `{}/{}`: {e}",
+                    upstream.name, c.engine, c.role
+                )))
+            })?;
+        }
+    }
     state.notifier =
         notify::Notifier::new(config.webhooks.clone(), notify::RetrySettings::default()).map_err(
             |e| ServerError::Config(ConfigError::Options(format!("`approvals.webhooks`: {e}"))),

@@ -11,14 +11,14 @@ use async_trait::async_trait;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::{Value, json};
 use warrant_audit::NewEvent;
-use warrant_gateway::{Verdict, Warden};
+use warrant_gateway::{CredentialTarget, Launch, LaunchError, Verdict, Warden};
 use warrant_policy::Decision;
 use warrant_store::{DecisionWrite, LeaseState};
 
-use crate::routes::decisions::{DecisionRequest, decide_request};
+use crate::routes::decisions::{DecisionRequest, Purpose, decide_as};
 use crate::run_auth::RunCaller;
 use crate::state::AppState;
 
@@ -69,6 +69,7 @@ impl Warden for RunWarden {
         let mut context = json!({"tool": format!("{server}/{tool}")});
         if let Some(args) = arguments {
             context["arguments"] = Value::String(args.to_string());
+            lift_arguments(args, &mut context);
         }
         let request = DecisionRequest {
             action: "mcp.call".into(),
@@ -78,7 +79,14 @@ impl Warden for RunWarden {
             },
             context: Some(context),
         };
-        match decide_request(&self.state, &self.caller, request).await {
+        // Listing asks whether a call would be allowed: it opens no
+        // approval and marks nothing.
+        let purpose = if arguments.is_some() {
+            Purpose::Act
+        } else {
+            Purpose::Probe
+        };
+        match decide_as(&self.state, &self.caller, request, purpose).await {
             Ok(d) => match d.decision {
                 Decision::Allow => Verdict::Allow,
                 Decision::Deny => Verdict::Deny {
@@ -157,12 +165,147 @@ impl Warden for RunWarden {
         }
     }
 
+    /// Leases the upstream's `[[mcp.servers.credentials]]` for this session,
+    /// all or nothing, once the run's scope names a tool of the server.
+    async fn launch(&self, server: &str) -> Result<Launch, LaunchError> {
+        let scope = crate::routes::decisions::held_scope(&self.caller);
+        let prefix = format!("{server}/");
+        if !scope.actions.iter().any(|a| a == "mcp.call")
+            || !scope.tools.iter().any(|t| t.starts_with(&prefix))
+        {
+            return Err(LaunchError(format!(
+                "the task's scope grants no tool of `{server}` (scope `tools` lists `{server}/<tool>` names)"
+            )));
+        }
+        let Some(upstream) = self
+            .state
+            .mcp_servers
+            .iter()
+            .find(|u| u.name.as_str() == server)
+        else {
+            return Err(LaunchError(format!("`{server}` is not configured")));
+        };
+        let mut launch = Launch::default();
+        for c in &upstream.credentials {
+            let params = Value::Object(
+                c.params
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect(),
+            );
+            let issued = crate::leases::issue_for(
+                &self.state,
+                &self.caller,
+                crate::leases::LeaseFor::Upstream(server),
+                &c.engine,
+                &c.role,
+                c.ttl.as_deref(),
+                &params,
+            )
+            .await;
+            let issued = match issued {
+                Ok(i) => i,
+                Err(e) => {
+                    self.release(server, std::mem::take(&mut launch.leases))
+                        .await;
+                    return Err(LaunchError(format!(
+                        "cannot lease its credential `{}/{}`: {e}",
+                        c.engine, c.role
+                    )));
+                }
+            };
+            launch.leases.push(issued.lease.id.to_string());
+            let secret = match &c.secret {
+                Some(name) => issued.secrets.get(name),
+                None => crate::leases::main_secret(&issued.secrets),
+            };
+            let Some(secret) = secret else {
+                self.release(server, std::mem::take(&mut launch.leases))
+                    .await;
+                return Err(LaunchError(format!(
+                    "the lease of `{}/{}` has no secret `{}`",
+                    c.engine,
+                    c.role,
+                    c.secret.as_deref().unwrap_or("?")
+                )));
+            };
+            let value = SecretString::from(c.render(secret.expose_secret()));
+            match &c.target {
+                CredentialTarget::Env(name) => launch.env.insert(name.clone(), value),
+                CredentialTarget::Header(name) => launch.headers.insert(name.clone(), value),
+            };
+        }
+        Ok(launch)
+    }
+
+    async fn release(&self, server: &str, leases: Vec<String>) {
+        for id in leases {
+            if let Ok(lease) = uuid::Uuid::try_parse(&id) {
+                tracing::debug!(server, %lease, "mcp session ended: revoking its lease");
+                crate::leases::revoke_now(&self.state, lease, "session_closed", "system:gateway")
+                    .await;
+            }
+        }
+    }
+
     async fn live(&self) -> bool {
         let now = self.state.now();
         let run = self.state.store.get_run(self.caller.run.id).await;
         let task = self.state.store.get_task(self.caller.task.id).await;
         matches!(run, Ok(Some(r)) if r.is_live_at(now))
             && matches!(task, Ok(Some(t)) if t.is_live() && t.expires_at > now)
+    }
+}
+
+/// Well-known tool arguments, lifted into the decision context so policies
+/// written for shells and files apply to tools too: a string `path`
+/// (lexically normalised, so `dir/../etc` is decided as `etc`), `url` or
+/// `uri`, and `command` or `cmd`. Everything stays in `arguments` as well.
+fn lift_arguments(args: &Value, context: &mut Value) {
+    let lifted: [(&str, &[&str]); 3] = [
+        ("path", &["path"]),
+        ("url", &["url", "uri"]),
+        ("command", &["command", "cmd"]),
+    ];
+    for (field, names) in lifted {
+        if let Some(v) = names
+            .iter()
+            .find_map(|n| args.get(n).and_then(Value::as_str))
+        {
+            let v = if field == "path" {
+                normalize_path(v)
+            } else {
+                v.to_owned()
+            };
+            context[field] = Value::String(v);
+        }
+    }
+}
+
+/// `.` and `..` resolved without touching the file system (a tool's path
+/// need not exist here); a `..` above the root stays at the root, a leading
+/// `..` of a relative path is kept.
+fn normalize_path(raw: &str) -> String {
+    let absolute = raw.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in raw.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => match parts.last() {
+                Some(&p) if p != ".." => {
+                    parts.pop();
+                }
+                _ if absolute => {}
+                _ => parts.push(".."),
+            },
+            p => parts.push(p),
+        }
+    }
+    let joined = parts.join("/");
+    match (absolute, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".to_owned(),
+        (false, false) => joined,
     }
 }
 
@@ -199,4 +342,40 @@ pub async fn close_task(state: &AppState, task: warrant_core::TaskId) {
 /// Whether a lease state means its secret is still live.
 pub fn lease_live(state: LeaseState) -> bool {
     matches!(state, LeaseState::Issuing | LeaseState::Active)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_normalised_lexically() {
+        for (raw, want) in [
+            ("/srv/task/a.txt", "/srv/task/a.txt"),
+            ("/srv/task/../other/s.txt", "/srv/other/s.txt"),
+            ("/srv/task/./x//y", "/srv/task/x/y"),
+            ("/../../etc/passwd", "/etc/passwd"),
+            ("a/../../b", "../b"),
+            ("./", "."),
+            ("/", "/"),
+        ] {
+            assert_eq!(normalize_path(raw), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn well_known_arguments_are_lifted() {
+        let mut context = json!({});
+        lift_arguments(
+            &json!({"path": "/w/../etc/passwd", "uri": "https://x.test/", "cmd": "ls", "other": 1}),
+            &mut context,
+        );
+        assert_eq!(
+            context,
+            json!({"path": "/etc/passwd", "url": "https://x.test/", "command": "ls"})
+        );
+        let mut context = json!({});
+        lift_arguments(&json!({"path": 7, "command": ["ls"]}), &mut context);
+        assert_eq!(context, json!({}));
+    }
 }

@@ -129,6 +129,9 @@ pub struct TestWarden {
     pub decisions: Mutex<Vec<(String, Option<Value>)>>,
     pub leaks: Mutex<Vec<(String, String, String, String)>>,
     pub taints: Mutex<Vec<(String, String)>>,
+    /// The lease ids `launch` hands out (one per session), and what came back.
+    pub launch_leases: Mutex<u32>,
+    pub released: Mutex<Vec<(String, Vec<String>)>>,
 }
 
 impl TestWarden {
@@ -142,6 +145,8 @@ impl TestWarden {
             decisions: Mutex::new(Vec::new()),
             leaks: Mutex::new(Vec::new()),
             taints: Mutex::new(Vec::new()),
+            launch_leases: Mutex::new(0),
+            released: Mutex::new(Vec::new()),
         }
     }
 
@@ -202,7 +207,15 @@ impl Warden for TestWarden {
     }
 
     async fn launch(&self, _server: &str) -> Result<Launch, LaunchError> {
+        let leases = if self.launch_env.is_empty() && self.launch_headers.is_empty() {
+            Vec::new()
+        } else {
+            let mut n = self.launch_leases.lock().unwrap();
+            *n += 1;
+            vec![format!("launch-lease-{n}")]
+        };
         Ok(Launch {
+            leases,
             env: self
                 .launch_env
                 .iter()
@@ -214,6 +227,13 @@ impl Warden for TestWarden {
                 .map(|(k, v)| (k.clone(), SecretString::from(v.clone())))
                 .collect(),
         })
+    }
+
+    async fn release(&self, server: &str, leases: Vec<String>) {
+        self.released
+            .lock()
+            .unwrap()
+            .push((server.to_owned(), leases));
     }
 }
 
@@ -293,6 +313,7 @@ impl TestGateway {
             timeout: Some("30s".into()),
             startup_timeout: None,
             max_message_bytes: None,
+            credentials: vec![],
         };
         edit(&mut config);
         let registry = SessionRegistry::new();

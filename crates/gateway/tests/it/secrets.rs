@@ -58,6 +58,52 @@ async fn launch_credential_is_injected_and_redacted_from_results() {
         .await;
     assert_eq!(text(&result), "Echo: nothing secret");
     assert_eq!(warden.leaks.lock().unwrap().len(), 1);
+    assert!(warden.released.lock().unwrap().is_empty());
+
+    // Closing the session gives the session's lease back, once.
+    agent.ok(json!({"op": "close"})).await;
+    assert_eq!(
+        *warden.released.lock().unwrap(),
+        [("everything".to_owned(), vec!["launch-lease-1".to_owned()])]
+    );
+    agent.exit().await;
+}
+
+/// An upstream that cannot start: the lease taken for it is given back at
+/// once, and no session is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launch_lease_is_released_when_the_upstream_cannot_start() {
+    let gw = TestGateway::start_with(|c| {
+        c.command = Some(vec!["/nonexistent/mcp-server".into()]);
+    })
+    .await;
+    let warden = Arc::new(warden_with_credential());
+    gw.add_run("run-a", warden.clone());
+    let mut agent = crate::harness::Agent::start(&gw.url, Some("run-a")).await;
+    let error = agent.err(json!({"op": "connect"})).await;
+    assert!(error["message"].as_str().unwrap().contains("cannot start"));
+    assert_eq!(
+        *warden.released.lock().unwrap(),
+        [("everything".to_owned(), vec!["launch-lease-1".to_owned()])]
+    );
+    assert!(gw.registry.sessions("run-a").is_empty());
+    agent.exit().await;
+}
+
+/// Ending the run closes the session and releases its lease too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_run_releases_its_session_leases() {
+    let gw = TestGateway::start().await;
+    let warden = Arc::new(warden_with_credential());
+    gw.add_run("run-a", warden.clone());
+    let mut agent = Agent::connect(&gw.url, "run-a").await;
+    let result = agent.call("echo", json!({"message": "hi"})).await;
+    assert!(!is_error(&result), "{result}");
+    assert_eq!(gw.registry.close_run("run-a").await, 1);
+    assert_eq!(
+        *warden.released.lock().unwrap(),
+        [("everything".to_owned(), vec!["launch-lease-1".to_owned()])]
+    );
     agent.exit().await;
 }
 

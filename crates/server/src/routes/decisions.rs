@@ -88,6 +88,28 @@ pub(crate) async fn decide_request(
     caller: &RunCaller,
     request: DecisionRequest,
 ) -> Result<DecisionResponse, ApiError> {
+    decide_as(state, caller, request, Purpose::Act).await
+}
+
+/// Why a decision is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// The run is about to act: an allow marks the run's history (and
+    /// taint), `approval_required` opens or reuses an approval, and an
+    /// approved one is used up.
+    Act,
+    /// Would the run be allowed? (the MCP gateway filtering `tools/list`).
+    /// Decided and audited (`"probe": true`) like any other, but it changes
+    /// nothing: no marks, no approval opened or used.
+    Probe,
+}
+
+pub(crate) async fn decide_as(
+    state: &AppState,
+    caller: &RunCaller,
+    request: DecisionRequest,
+    purpose: Purpose,
+) -> Result<DecisionResponse, ApiError> {
     let context = check_request(&request)?;
     let started = Instant::now();
     let input = build_input(state, caller, request, context).await?;
@@ -102,7 +124,7 @@ pub(crate) async fn decide_request(
     let mut approval = None;
     let mut reused = None;
     let mut consume = None;
-    if outcome.decision == Decision::ApprovalRequired {
+    if outcome.decision == Decision::ApprovalRequired && purpose == Purpose::Act {
         let hash = request_hash(&input);
         // Humans already answered exactly this request: an approval is
         // used once (consumed with this decision); a denial stands until
@@ -183,7 +205,7 @@ pub(crate) async fn decide_request(
 
     // What an allowed action adds to the run's record.
     let mut marks = Vec::new();
-    if outcome.decision == Decision::Allow {
+    if outcome.decision == Decision::Allow && purpose == Purpose::Act {
         if let Some(spec) = warrant_policy::catalog::action(&input.action) {
             let mark = format!("class:{}", spec.class.as_str());
             if !input.run.history.iter().any(|h| *h == spec.class.as_str()) {
@@ -195,7 +217,7 @@ pub(crate) async fn decide_request(
         }
     }
 
-    let event = decision_event(
+    let mut event = decision_event(
         state,
         caller,
         &input,
@@ -205,6 +227,9 @@ pub(crate) async fn decide_request(
         shadow.as_ref(),
         now,
     );
+    if purpose == Purpose::Probe {
+        event.data["probe"] = true.into();
+    }
     let recorded = if marks.is_empty() && approval.is_none() && consume.is_none() {
         state.audit.append(event).await
     } else {
@@ -349,12 +374,7 @@ async fn build_input(
     };
     context.production = environment.is_some_and(|e| state.policies.production(e));
 
-    // A root run holds the task's current scope; a delegated one its own,
-    // cut down to what the task still grants.
-    let scope: Scope = match caller.run.parent_run_id {
-        None => caller.task.scope.clone(),
-        Some(_) => within(&caller.token.claims().warrant_scope, &caller.task.scope),
-    };
+    let scope = held_scope(caller);
     Ok(DecisionInput {
         action: request.action,
         resource: request.resource,
@@ -439,5 +459,14 @@ fn decision_event(
         subject: format!("run:{}", caller.run.id),
         task_id: Some(caller.task.id.to_string()),
         data,
+    }
+}
+
+/// The scope a run holds: a root run the task's current scope, a delegated
+/// one its own, cut down to what the task still grants.
+pub(crate) fn held_scope(caller: &RunCaller) -> Scope {
+    match caller.run.parent_run_id {
+        None => caller.task.scope.clone(),
+        Some(_) => within(&caller.token.claims().warrant_scope, &caller.task.scope),
     }
 }

@@ -321,7 +321,7 @@ async fn the_default_pack_decides_each_case_and_every_decision_is_audited() {
 }
 
 /// The default pack, plus `extra` files, in a fresh directory.
-fn policy_dir(root: &Path, extra: &[(&str, &str)]) -> std::path::PathBuf {
+pub fn policy_dir(root: &Path, extra: &[(&str, &str)]) -> std::path::PathBuf {
     let dir = root.join("policies");
     std::fs::create_dir_all(&dir).unwrap();
     for (name, text) in warrant_policy::DEFAULT_PACK.iter().chain(extra) {
