@@ -328,6 +328,31 @@ pub async fn authenticate(State(state): State<AppState>, request: Request, next:
     next.run(Request::from_parts(parts, body)).await
 }
 
+/// `GET /v1/mcp/servers` (run token): the MCP servers this run can use —
+/// those of which its scope names a tool — with their gateway URLs, so
+/// `warrant run` can point an agent's MCP configuration at them.
+pub async fn list_servers(State(state): State<AppState>, caller: RunCaller) -> axum::Json<Value> {
+    let scope = crate::routes::decisions::held_scope(&caller);
+    let may_call = scope.actions.iter().any(|a| a == "mcp.call");
+    let base = state.issuer.issuer().trim_end_matches('/').to_owned();
+    let servers: Vec<Value> = state
+        .mcp_servers
+        .iter()
+        .filter_map(|u| {
+            let prefix = format!("{}/", u.name);
+            let tools: Vec<&str> = scope
+                .tools
+                .iter()
+                .filter_map(|t| t.strip_prefix(&prefix))
+                .collect();
+            (may_call && !tools.is_empty()).then(|| {
+                json!({"name": u.name.as_str(), "url": format!("{base}/mcp/{}", u.name), "tools": tools})
+            })
+        })
+        .collect();
+    axum::Json(json!({ "servers": servers }))
+}
+
 /// Closes the MCP sessions of every run of `task` that is no longer live
 /// (the task ended, or runs were revoked): their next request fails.
 pub async fn close_task(state: &AppState, task: warrant_core::TaskId) {

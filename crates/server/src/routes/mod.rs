@@ -89,6 +89,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/engines/{name}/rekey", post(leases::rekey))
         .route("/v1/runs/me/end", post(runs::end_me))
+        .route("/v1/mcp/servers", get(crate::mcp::list_servers))
         .route("/v1/approvals", get(approvals::list))
         .route("/v1/approvals/{id}", get(approvals::show))
         .route("/v1/approvals/{id}/approve", post(approvals::approve))

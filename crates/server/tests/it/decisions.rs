@@ -20,6 +20,21 @@ pub struct Run {
 }
 
 impl Run {
+    /// `GET path` as this run (token and a fresh proof).
+    pub async fn get(&self, api: &Api, path: &str) -> Resp {
+        let url = format!("{}{path}", api.base);
+        let proof = self.key.proof("GET", &url, Some(&self.token));
+        let res = api
+            .http
+            .request(Method::GET, &url)
+            .header("authorization", format!("DPoP {}", self.token))
+            .header("DPoP", proof)
+            .send()
+            .await
+            .unwrap();
+        crate::support::into_resp(res).await
+    }
+
     pub async fn decide(&self, api: &Api, body: Value) -> Resp {
         let url = format!("{}/v1/decisions", api.base);
         let proof = self.key.proof("POST", &url, Some(&self.token));

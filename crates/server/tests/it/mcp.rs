@@ -645,3 +645,49 @@ async fn a_run_without_tools_of_the_server_opens_no_session() {
     );
     server.stop().await.unwrap();
 }
+
+/// `GET /v1/mcp/servers` lists the servers of which the run's scope names a
+/// tool, with their gateway URLs; other servers and runs without `mcp.call`
+/// see none.
+#[tokio::test]
+async fn a_run_lists_the_mcp_servers_it_can_use() {
+    let root = private_tempdir();
+    let config = root.path().join("warrant.toml");
+    std::fs::write(
+        &config,
+        "[[mcp.servers]]\nname = \"everything\"\ncommand = [\"node\", \"x.js\"]\n\n\
+         [[mcp.servers]]\nname = \"files\"\ncommand = [\"node\", \"y.js\"]\n",
+    )
+    .unwrap();
+    let mut opts = options(&root.path().join("data"));
+    opts.config_file = Some(config);
+    let server = Server::start_with(opts).await.unwrap();
+    let bob = add_user(&server, "bob", &[]).await;
+    add_agent(&server, "claude", "propose").await;
+    let run = crate::decisions::run_for(
+        &server,
+        &bob,
+        "claude",
+        json!({"actions": ["mcp.call"], "tools": ["everything/echo", "everything/add"]}),
+    )
+    .await;
+    let listed = run.get(&server, "/v1/mcp/servers").await;
+    assert_eq!(
+        listed.assert_ok(200)["servers"],
+        json!([{"name": "everything", "url": format!("{}/mcp/everything", server.base),
+                "tools": ["echo", "add"]}])
+    );
+    let reader = crate::decisions::run_for(
+        &server,
+        &bob,
+        "claude",
+        json!({"actions": ["repo.read"], "repos": ["acme/api"], "tools": ["files/read_text_file"]}),
+    )
+    .await;
+    let listed = reader.get(&server, "/v1/mcp/servers").await;
+    assert_eq!(listed.assert_ok(200)["servers"], json!([]));
+    // Not for humans: the endpoint needs a run token.
+    let r = server.get(&bob, "/v1/mcp/servers").await;
+    assert_eq!(r.status, 401, "{}", r.text);
+    server.stop().await.unwrap();
+}
