@@ -3,7 +3,9 @@
 //! message, a hint and an exit code.
 //!
 //! Everything else lives in `command/` (one file per subcommand), `client.rs`
-//! (the HTTP API) and `output.rs` (tables and JSON).
+//! (the HTTP API), `output.rs` (tables and JSON), `run_session.rs` (a run
+//! held by this process: its key and token) and `run_socket.rs` (the
+//! per-run socket that lets helpers act as a run without its key).
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
@@ -16,6 +18,8 @@ mod command;
 mod credentials;
 mod error;
 mod output;
+mod run_session;
+mod run_socket;
 
 use command::{Cli, Command, LogFormat};
 

@@ -18,6 +18,7 @@ mod kill;
 mod kv;
 mod lease;
 mod login;
+mod mcp_proxy;
 mod policy;
 mod revoke;
 mod serve;
@@ -118,6 +119,10 @@ pub enum Command {
     /// Run a command as an agent run of a task, with short-lived credentials
     /// in its environment, revoked when it exits
     Exec(exec::ExecArgs),
+    /// Serve an MCP server of Warrant's gateway over stdio, for agents that
+    /// only run stdio MCP servers (as the run of `warrant exec`, or of
+    /// `--task`)
+    McpProxy(mcp_proxy::McpProxyArgs),
 }
 
 /// A command run by `warrant exec` exited with this non-zero code: pass it
@@ -220,6 +225,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             0 => Ok(()),
             code => Err(ChildExit(code).into()),
         },
+        Command::McpProxy(args) => mcp_proxy::run(&ctx, args).await,
     }
 }
 

@@ -10,6 +10,7 @@ mod errors;
 mod keys;
 mod kill;
 mod leases;
+mod mcp_proxy;
 mod policy;
 mod refusals;
 mod replay;

@@ -33,6 +33,8 @@ const ISOLATED_VARS: &[&str] = &[
     "WARRANT_CONFIG_DIR",
     "XDG_CONFIG_HOME",
     "RUST_LOG",
+    "WARRANT_CLAIM",
+    "WARRANT_RUN_SOCKET",
 ];
 
 /// One `warrant` invocation, isolated from the user's environment and home.
@@ -318,6 +320,20 @@ impl Server {
         cmd
     }
 
+    /// `program` (`warrant` itself, or a program that runs it) pointed at
+    /// this server, as a plain [`Command`] to spawn (for interactive
+    /// children), isolated like [`TestCommand`].
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        for var in ISOLATED_VARS {
+            cmd.env_remove(var);
+        }
+        cmd.env("WARRANT_CONFIG_DIR", self.config_dir.path())
+            .env("HOME", self.config_dir.path())
+            .env("WARRANT_ADDR", &self.addr);
+        cmd
+    }
+
     /// `warrant` with someone's token.
     pub fn as_user(&self, token: &str) -> TestCommand {
         let mut cmd = self.cmd();
@@ -432,4 +448,143 @@ pub fn json_lines(text: &str) -> Vec<Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line ({e}): {l}")))
         .collect()
+}
+
+/// The venv Python with the official MCP SDK (and PyJWT), made and filled
+/// on first use: `WARRANT_PYTHON`, else `~/.cache/warrant-venv`.
+pub fn mcp_python() -> PathBuf {
+    if let Ok(p) = std::env::var("WARRANT_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var("HOME").expect("HOME must be set to find the Python venv");
+    let venv = PathBuf::from(home).join(".cache/warrant-venv");
+    let python = venv.join("bin/python");
+    let has = |p: &PathBuf| {
+        Command::new(p)
+            .args(["-c", "import mcp.client.stdio"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !has(&python) {
+        if !python.exists() {
+            let made = Command::new("python3")
+                .arg("-m")
+                .arg("venv")
+                .arg(&venv)
+                .status()
+                .expect("python3 is required for the MCP SDK tests");
+            assert!(
+                made.success(),
+                "cannot create the venv at {}",
+                venv.display()
+            );
+        }
+        let pip = Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "mcp==2.3.0", "pyjwt[crypto]"])
+            .status()
+            .expect("pip is required for the MCP SDK tests");
+        assert!(pip.success(), "cannot install the Python MCP SDK");
+    }
+    assert!(
+        has(&python),
+        "the MCP SDK is not importable by {}",
+        python.display()
+    );
+    python
+}
+
+/// `@modelcontextprotocol/server-everything`'s entry point, installed with
+/// npm on first use into `WARRANT_NPM_CACHE` (default `~/.cache/warrant-npm`).
+pub fn server_everything() -> PathBuf {
+    let cache = std::env::var_os("WARRANT_NPM_CACHE").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/warrant-npm"),
+        PathBuf::from,
+    );
+    let entry = cache.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    if !entry.exists() {
+        let status = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&cache)
+            .arg("@modelcontextprotocol/server-everything@2026.8.31")
+            .status()
+            .expect("npm is needed to install server-everything");
+        assert!(status.success(), "npm install of server-everything failed");
+    }
+    entry
+}
+
+/// A child process spoken to in JSON lines: each `send` writes one line on
+/// its stdin and reads one line from its stdout, never waiting longer than
+/// [`PATIENCE`]. Killed when dropped.
+pub struct LineChild {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    lines: Receiver<String>,
+}
+
+impl LineChild {
+    /// Spawns `cmd` with piped stdin and stdout (stderr passes through).
+    pub fn spawn(mut cmd: Command) -> Self {
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            stdin,
+            lines,
+        }
+    }
+
+    /// The next stdout line.
+    pub fn read_line(&mut self) -> String {
+        match self.lines.recv_timeout(PATIENCE) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => panic!("no answer from the child in time"),
+            Err(RecvTimeoutError::Disconnected) => panic!("the child closed its stdout"),
+        }
+    }
+
+    /// The next stdout line, as JSON.
+    pub fn read(&mut self) -> Value {
+        let line = self.read_line();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    }
+
+    /// Writes `line` and a newline on the child's stdin.
+    pub fn write_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin already closed");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// One command, one answer.
+    pub fn send(&mut self, cmd: &Value) -> Value {
+        self.write_line(&cmd.to_string());
+        self.read()
+    }
+
+    /// Closes stdin and waits for the child to exit.
+    pub fn finish(mut self) -> ExitStatus {
+        drop(self.stdin.take());
+        wait_for(&mut self.child, PATIENCE).expect("the child did not exit in time")
+    }
+}
+
+impl Drop for LineChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
