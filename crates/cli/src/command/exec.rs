@@ -31,7 +31,7 @@ use crate::run_socket::{RUN_SOCKET_ENV, RunSocket};
 pub struct ExecArgs {
     /// The task to act for
     #[arg(long, value_name = "TASK_ID")]
-    task: String,
+    pub(crate) task: String,
     /// A file holding the task's one-time claim (`wcl_...`) [default: the
     /// `WARRANT_CLAIM` environment variable]
     #[arg(long, value_name = "FILE")]
@@ -43,7 +43,7 @@ pub struct ExecArgs {
     leases: Vec<String>,
     /// The command and its arguments
     #[arg(last = true, required = true, value_name = "CMD")]
-    command: Vec<String>,
+    pub(crate) command: Vec<String>,
 }
 
 /// One `--lease` argument.
@@ -94,7 +94,38 @@ fn main_secret(secrets: &serde_json::Map<String, Value>) -> Option<(&String, &st
     secrets.iter().find_map(|(k, v)| v.as_str().map(|s| (k, s)))
 }
 
+/// A run attested, its leases held and its socket served: everything a
+/// child needs before it starts. [`supervise`] runs the child and ends it
+/// all.
+pub(crate) struct Started {
+    pub(crate) run: Arc<RunSession>,
+    pub(crate) socket: RunSocket,
+    /// The leases' secrets, as environment variables for the child.
+    pub(crate) env: BTreeMap<String, String>,
+    held: Vec<String>,
+}
+
+impl Started {
+    /// Gives everything back: the socket stops, the leases are revoked and
+    /// the run ends (for a setup step that failed after [`start`]).
+    pub(crate) async fn abandon(self) {
+        self.socket.shutdown().await;
+        self.run.finish(&self.held).await;
+    }
+}
+
 pub async fn run(ctx: &Context, args: ExecArgs) -> anyhow::Result<i32> {
+    let started = start(ctx, &args).await?;
+    let (program, rest) = args
+        .command
+        .split_first()
+        .context("no command given after `--`")?;
+    supervise(started, program, rest, BTreeMap::new()).await
+}
+
+/// Attests as a run of `args.task`, takes the leases (all or nothing) and
+/// serves the run's socket.
+pub(crate) async fn start(ctx: &Context, args: &ExecArgs) -> anyhow::Result<Started> {
     let specs: Vec<LeaseSpec> = args
         .leases
         .iter()
@@ -157,15 +188,36 @@ pub async fn run(ctx: &Context, args: ExecArgs) -> anyhow::Result<i32> {
             return Err(e);
         }
     };
+    Ok(Started {
+        run,
+        socket,
+        env,
+        held,
+    })
+}
 
-    let (program, rest) = args
-        .command
-        .split_first()
-        .context("no command given after `--`")?;
+/// Runs `program` with `rest` as the run's child (the leases' secrets,
+/// `extra` and the socket's address in its environment), passes SIGTERM and
+/// SIGINT on, keeps the run token fresh while it runs, and when it exits
+/// stops the socket, revokes the leases and ends the run. Returns the
+/// child's exit code.
+pub(crate) async fn supervise(
+    started: Started,
+    program: &str,
+    rest: &[String],
+    extra: BTreeMap<String, String>,
+) -> anyhow::Result<i32> {
+    let Started {
+        run,
+        socket,
+        env,
+        held,
+    } = started;
     let mut child = tokio::process::Command::new(program);
     child
         .args(rest)
         .envs(&env)
+        .envs(&extra)
         .env(RUN_SOCKET_ENV, socket.path())
         .env("WARRANT_ADDR", run.base())
         .env_remove("WARRANT_CLAIM");

@@ -21,6 +21,7 @@ mod login;
 mod mcp_proxy;
 mod policy;
 mod revoke;
+mod run;
 mod serve;
 mod task;
 mod user;
@@ -123,6 +124,10 @@ pub enum Command {
     /// only run stdio MCP servers (as the run of `warrant exec`, or of
     /// `--task`)
     McpProxy(mcp_proxy::McpProxyArgs),
+    /// Run a coding agent as a run of a task with every door wired to
+    /// Warrant: its hooks, its MCP servers (through the gateway) and git
+    /// credentials; everything is revoked when it exits
+    Run(run::RunArgs),
 }
 
 /// A command run by `warrant exec` exited with this non-zero code: pass it
@@ -226,6 +231,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             code => Err(ChildExit(code).into()),
         },
         Command::McpProxy(args) => mcp_proxy::run(&ctx, args).await,
+        Command::Run(args) => match run::run(&ctx, args).await? {
+            0 => Ok(()),
+            code => Err(ChildExit(code).into()),
+        },
     }
 }
 
