@@ -45,6 +45,10 @@ enum Which {
     /// Warrant and by OpenBao's database secrets engine on the same
     /// PostgreSQL, and the mass revocation of a task's `kv` leases.
     Engines(engines::EnginesArgs),
+    /// Added latency of a `tools/call` through the MCP gateway versus
+    /// calling the upstream directly (p50/p99), and calls/s through the
+    /// gateway at a stated concurrency, against in-process servers.
+    Mcp(mcp::McpArgs),
 }
 
 #[derive(Args, Debug)]
@@ -107,11 +111,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Which::Policy(a) => policy::run(a),
         Which::Decisions(a) => decisions::run(a).await,
         Which::Engines(a) => engines::run(a).await,
+        Which::Mcp(a) => mcp::run(a).await,
     }
 }
 
 mod decisions;
 mod engines;
+mod mcp;
 mod policy;
 mod token;
 

@@ -6,6 +6,7 @@
 mod approvals;
 mod attest;
 mod audit;
+mod bench_mcp;
 mod errors;
 mod keys;
 mod kill;
