@@ -191,9 +191,10 @@ async fn wire(started: &Started, warrant: &Path, kind: AgentKind) -> anyhow::Res
             }
         }),
     )?;
-    wiring
-        .env
-        .insert("WARRANT_CLAUDE_SETTINGS".into(), claude.display().to_string());
+    wiring.env.insert(
+        "WARRANT_CLAUDE_SETTINGS".into(),
+        claude.display().to_string(),
+    );
     if kind == AgentKind::ClaudeCode {
         wiring.args.extend([
             "--settings".to_owned(),
@@ -207,7 +208,10 @@ async fn wire(started: &Started, warrant: &Path, kind: AgentKind) -> anyhow::Res
 
 /// Adds `GIT_CONFIG_KEY_n`/`GIT_CONFIG_VALUE_n` entries after any the
 /// environment already has (git reads them as command-line `-c` options).
-fn git_config(env: &mut BTreeMap<String, String>, entries: &[(&str, String)]) -> anyhow::Result<()> {
+fn git_config(
+    env: &mut BTreeMap<String, String>,
+    entries: &[(&str, String)],
+) -> anyhow::Result<()> {
     let first: usize = match std::env::var("GIT_CONFIG_COUNT") {
         Ok(n) if !n.trim().is_empty() => n.trim().parse().map_err(|_| {
             UserError::new(format!("GIT_CONFIG_COUNT `{n}` is not a number"))
@@ -273,7 +277,10 @@ mod tests {
     #[test]
     fn shell_words_survive_spaces_and_quotes() {
         assert_eq!(shell_quote("/usr/bin/warrant"), "/usr/bin/warrant");
-        assert_eq!(shell_quote("/opt/my tools/warrant"), "'/opt/my tools/warrant'");
+        assert_eq!(
+            shell_quote("/opt/my tools/warrant"),
+            "'/opt/my tools/warrant'"
+        );
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote(""), "''");
     }
