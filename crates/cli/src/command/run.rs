@@ -176,6 +176,13 @@ async fn wire(started: &Started, warrant: &Path, kind: AgentKind) -> anyhow::Res
     wiring
         .env
         .insert("WARRANT_MCP_CONFIG".into(), mcp_json.display().to_string());
+    // The hooks leave calls to these servers to the gateway, which decides
+    // them with their arguments (no double decision, no approval used up
+    // twice).
+    let names: Vec<&str> = servers.keys().map(String::as_str).collect();
+    wiring
+        .env
+        .insert("WARRANT_GATEWAY_SERVERS".into(), names.join(","));
 
     // Hooks: every agent's file is written (a wrapper script may start any
     // of them); flags are added for the one being started.
@@ -195,13 +202,33 @@ async fn wire(started: &Started, warrant: &Path, kind: AgentKind) -> anyhow::Res
         "WARRANT_CLAUDE_SETTINGS".into(),
         claude.display().to_string(),
     );
-    if kind == AgentKind::ClaudeCode {
-        wiring.args.extend([
+    match kind {
+        AgentKind::ClaudeCode => wiring.args.extend([
             "--settings".to_owned(),
             claude.display().to_string(),
             "--mcp-config".to_owned(),
             mcp_json.display().to_string(),
-        ]);
+        ]),
+        // Codex reads its hooks from `~/.codex/hooks.json` (installed once,
+        // docs/agents.md: the command is the same for every run); its MCP
+        // servers get a reduced environment, so each is declared here with
+        // the run's socket.
+        AgentKind::Codex => {
+            for name in servers.keys() {
+                let table = format!(
+                    "mcp_servers.{name}={{command={}, args=[\"mcp-proxy\", {}], env={{{RUN_SOCKET_ENV}={}, WARRANT_ADDR={}}}}}",
+                    toml_string(&exe),
+                    toml_string(name),
+                    toml_string(&socket),
+                    toml_string(&base)
+                );
+                wiring.args.extend(["-c".to_owned(), table]);
+            }
+        }
+        // Cursor and Copilot CLI read hooks and MCP servers from their
+        // config files only (installed once, docs/agents.md); the hooks and
+        // the shim find this run through the environment.
+        AgentKind::Cursor | AgentKind::Copilot | AgentKind::Auto | AgentKind::None => {}
     }
     Ok(wiring)
 }
@@ -228,6 +255,11 @@ fn git_config(
         (first + entries.len()).to_string(),
     );
     Ok(())
+}
+
+/// A TOML basic string.
+fn toml_string(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
 }
 
 /// One POSIX shell word.
@@ -283,5 +315,19 @@ mod tests {
         );
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn codex_overrides_are_toml() {
+        let table: toml::Value = toml::from_str(&format!(
+            "x = {{command={}, args=[\"mcp-proxy\", {}]}}",
+            toml_string("/opt/my \"tools\"/warrant"),
+            toml_string("github")
+        ))
+        .unwrap();
+        assert_eq!(
+            table["x"]["command"].as_str(),
+            Some("/opt/my \"tools\"/warrant")
+        );
     }
 }
