@@ -135,6 +135,31 @@ pub enum ApiError {
     ApprovalForbidden(String),
     #[error("`{0}` has already answered this approval: each approver answers once")]
     AlreadyVoted(String),
+    /// A git credential (or its absence) refused at forward auth or a ref
+    /// update check: answered with `WWW-Authenticate: Basic`, so git asks
+    /// its credential helper.
+    #[error("{0}")]
+    GitCredentialInvalid(String),
+    /// A run asked for a git credential for a repository its task does not
+    /// cover.
+    #[error("{0}: a git credential is only issued for a repository the task covers")]
+    RepoNotInScope(String),
+    /// A valid git credential presented for another repository.
+    #[error(
+        "the credential is for repository `{0}`, not `{1}`: git asks the credential helper for each repository (set `credential.useHttpPath=true`)"
+    )]
+    GitRepoMismatch(String, String),
+    /// Not a git smart-HTTP request Warrant knows how to decide.
+    #[error("{0}")]
+    GitRequestUnknown(String),
+    /// The policy (or the task's scope) refused a git request.
+    #[error("refused by policy: {0}")]
+    GitDenied(String),
+    /// A git request that needs a human approval first.
+    #[error(
+        "this needs a human approval first: approval `{0}` is pending; try again once it is approved (`warrant approvals show {0}`)"
+    )]
+    GitNeedsApproval(String),
     /// The approved approval a decision was about to use was used (or
     /// expired) at the same moment.
     #[error(
@@ -264,6 +289,28 @@ impl ApiError {
                 kind(S::FORBIDDEN, "approval_required", "approval required")
             }
             ApiError::LeaseNotFound => kind(S::NOT_FOUND, "lease_not_found", "lease not found"),
+            ApiError::GitCredentialInvalid(_) => kind(
+                S::UNAUTHORIZED,
+                "invalid_git_credential",
+                "git credential not accepted",
+            ),
+            ApiError::RepoNotInScope(_) => {
+                kind(S::FORBIDDEN, "repo_not_in_scope", "repository not in scope")
+            }
+            ApiError::GitRepoMismatch(..) => kind(
+                S::FORBIDDEN,
+                "git_repo_mismatch",
+                "credential for another repository",
+            ),
+            ApiError::GitRequestUnknown(_) => kind(
+                S::FORBIDDEN,
+                "git_request_unknown",
+                "not a known git request",
+            ),
+            ApiError::GitDenied(_) => kind(S::FORBIDDEN, "git_denied", "git request denied"),
+            ApiError::GitNeedsApproval(_) => {
+                kind(S::FORBIDDEN, "approval_required", "approval required")
+            }
             ApiError::LeaseClosed(_) => kind(S::CONFLICT, "lease_closed", "lease closed"),
             ApiError::ApprovalNotFound => {
                 kind(S::NOT_FOUND, "approval_not_found", "approval not found")
@@ -429,9 +476,14 @@ impl IntoResponse for ApiError {
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if kind.status == StatusCode::UNAUTHORIZED {
+            // git only asks its credential helper after a `Basic` challenge.
+            let challenge = match &self {
+                ApiError::GitCredentialInvalid(_) => "Basic realm=\"warrant\"",
+                _ => "Bearer realm=\"warrant\"",
+            };
             headers.insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"warrant\""),
+                HeaderValue::from_static(challenge),
             );
         }
         response

@@ -2,8 +2,10 @@
 //!
 //! It owns the run-token claims and their minting ([`run::mint`]), the
 //! `Unverified<RunToken>` → [`RunToken`] verification, DPoP proof
-//! verification with its `htu` comparison and replay cache ([`dpop`]), and
-//! strict SPIFFE id parsing ([`spiffe`]). Every error says which OAuth error
+//! verification with its `htu` comparison and replay cache ([`dpop`]),
+//! git credentials ([`git`]: audience-bound bearer JWTs for one
+//! repository, with a `typ` of their own) and strict SPIFFE id parsing
+//! ([`spiffe`]). Every error says which OAuth error
 //! a server answers with ([`OAuthError`]).
 //!
 //! It never does IO: keys, key sets and the clock come in as values, and
@@ -12,6 +14,7 @@
 //! this crate names no crypto library.
 
 pub mod dpop;
+pub mod git;
 pub mod run;
 pub mod spiffe;
 

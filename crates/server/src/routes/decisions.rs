@@ -104,9 +104,41 @@ pub(crate) enum Purpose {
     Probe,
 }
 
+/// Whom a decision is for: the run and its task as the store holds them,
+/// the actor its audit event names (the run's SPIFFE id) and the scope the
+/// run holds. A [`RunCaller`] gives one; so does a git credential, which
+/// names its run without being a run token.
+#[derive(Debug, Clone)]
+pub(crate) struct Deciding<'a> {
+    pub run: &'a warrant_store::Run,
+    pub task: &'a warrant_core::Task,
+    pub actor: &'a str,
+    pub scope: Scope,
+}
+
+impl<'a> Deciding<'a> {
+    pub(crate) fn caller(caller: &'a RunCaller) -> Self {
+        Self {
+            run: &caller.run,
+            task: &caller.task,
+            actor: &caller.token.claims().sub,
+            scope: held_scope(caller),
+        }
+    }
+}
+
 pub(crate) async fn decide_as(
     state: &AppState,
     caller: &RunCaller,
+    request: DecisionRequest,
+    purpose: Purpose,
+) -> Result<DecisionResponse, ApiError> {
+    decide_for(state, &Deciding::caller(caller), request, purpose).await
+}
+
+pub(crate) async fn decide_for(
+    state: &AppState,
+    caller: &Deciding<'_>,
     request: DecisionRequest,
     purpose: Purpose,
 ) -> Result<DecisionResponse, ApiError> {
@@ -352,7 +384,7 @@ fn check_request(r: &DecisionRequest) -> Result<RequestContext, ApiError> {
 
 async fn build_input(
     state: &AppState,
-    caller: &RunCaller,
+    caller: &Deciding<'_>,
     request: DecisionRequest,
     context: RequestContext,
 ) -> Result<DecisionInput, ApiError> {
@@ -374,7 +406,7 @@ async fn build_input(
     };
     context.production = environment.is_some_and(|e| state.policies.production(e));
 
-    let scope = held_scope(caller);
+    let scope = caller.scope.clone();
     Ok(DecisionInput {
         action: request.action,
         resource: request.resource,
@@ -425,7 +457,7 @@ pub(crate) fn request_hash(input: &DecisionInput) -> warrant_audit::Hash {
 )]
 fn decision_event(
     state: &AppState,
-    caller: &RunCaller,
+    caller: &Deciding<'_>,
     input: &DecisionInput,
     outcome: &Outcome,
     policy_set: &str,
@@ -455,7 +487,7 @@ fn decision_event(
     NewEvent {
         time: now,
         kind: "decision".to_owned(),
-        actor: caller.token.claims().sub.clone(),
+        actor: caller.actor.to_owned(),
         subject: format!("run:{}", caller.run.id),
         task_id: Some(caller.task.id.to_string()),
         data,

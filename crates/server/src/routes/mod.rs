@@ -7,7 +7,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state, map_response};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
@@ -19,6 +19,8 @@ pub(crate) mod approvals;
 mod audit;
 pub(crate) mod decisions;
 pub(crate) mod exchange;
+mod forward;
+pub(crate) mod git;
 mod health;
 pub(crate) mod introspect;
 pub(crate) mod jwt_bearer;
@@ -77,6 +79,13 @@ pub fn router(state: AppState) -> Router {
         .route(keys::ROTATE_PATH, post(keys::rotate))
         .route("/v1/audit", get(audit::list))
         .route("/v1/decisions", post(decisions::decide))
+        .route(git::CREDENTIALS_PATH, post(git::credentials))
+        .route(git::REF_UPDATES_PATH, post(git::ref_updates))
+        .route(
+            forward::FORWARD_PATH,
+            get(forward::forward).post(forward::forward),
+        )
+        .route("/v1/authz/forward/{*path}", any(forward::forward))
         .route("/v1/leases", post(leases::create).get(leases::list))
         .route("/v1/leases/{id}", get(leases::show).delete(leases::revoke))
         .route("/v1/engines", get(leases::engines))

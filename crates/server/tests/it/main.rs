@@ -8,6 +8,7 @@ mod bootstrap;
 mod config;
 mod decisions;
 mod exchange;
+mod forward;
 mod hardening;
 mod introspect;
 mod keys;
