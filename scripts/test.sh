@@ -59,6 +59,22 @@ fi
 say "sshd for tests: $("${WARRANT_SSHD:-/usr/sbin/sshd}" -V 2>&1 | head -n 1)"
 # ---------------------------------------------------------------------------
 
+# --- git over HTTP: nginx, fcgiwrap and git -----------------------------
+# crates/cli/tests/it/git_nginx.rs serves bare repositories with
+# `git http-backend` under fcgiwrap behind nginx (`auth_request` pointed at
+# Warrant's forward auth), each started by the test on 127.0.0.1 with a
+# config in a temp dir, and clones and pushes with the real git client. They
+# never use or change a system nginx. The test FAILS (never skips) when one
+# of them is missing.
+have_sbin() { command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ]; }
+if ! have_sbin nginx || ! have_sbin fcgiwrap || ! command -v git >/dev/null; then
+  say "installing nginx-light, fcgiwrap and git"
+  apt_install nginx-light fcgiwrap git
+fi
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+say "nginx for tests: $("$nginx_bin" -v 2>&1), $(git --version)"
+# ---------------------------------------------------------------------------
+
 # --- warrant-identity: a real OIDC issuer for its tests -------------------
 # crates/identity's tests run npm `oauth2-mock-server` on 127.0.0.1 through
 # Node.js. The test harness installs the package itself (into
@@ -109,6 +125,28 @@ for pkg in server-everything server-filesystem; do
     npm install --no-audit --no-fund --prefix "$npm_cache" "@modelcontextprotocol/$pkg@2026.8.31" >/dev/null
   fi
 done
+# ---------------------------------------------------------------------------
+
+# --- agent hooks: the real Claude Code CLI -------------------------------
+# crates/cli/tests/it/claude_code.rs runs `claude -p` (npm
+# @anthropic-ai/claude-code, a ~380 MB native binary shipped in its optional
+# dependency @anthropic-ai/claude-code-linux-x64) under `warrant exec`, with
+# `warrant hook claude-code` as its hook, against a fake model API on
+# loopback. The test installs it into $WARRANT_NPM_CACHE itself when missing
+# and FAILS (never skips) when it cannot; installing here keeps the download
+# out of the timed test run.
+claude_pkg="@anthropic-ai/claude-code@2.1.330"
+claude_bin="$npm_cache/node_modules/@anthropic-ai/claude-code/bin/claude.exe"
+if ! "$claude_bin" --version 2>/dev/null | grep -q '^2\.1\.330 '; then
+  say "installing $claude_pkg into $npm_cache (about 380 MB)"
+  mkdir -p "$npm_cache"
+  if ! npm install --no-audit --no-fund --prefix "$npm_cache" "$claude_pkg" >/dev/null \
+    || ! "$claude_bin" --version >/dev/null 2>&1; then
+    echo "error: cannot install or run $claude_pkg (needed by crates/cli/tests/it/claude_code.rs, issue 8 acceptance 2)" >&2
+    exit 1
+  fi
+fi
+say "Claude Code for tests: $("$claude_bin" --version)"
 # ---------------------------------------------------------------------------
 
 say "cargo fmt --check"

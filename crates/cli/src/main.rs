@@ -17,6 +17,7 @@ mod client;
 mod command;
 mod credentials;
 mod error;
+mod hooks;
 mod output;
 mod run_session;
 mod run_socket;

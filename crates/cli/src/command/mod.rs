@@ -13,6 +13,9 @@ mod attest;
 mod audit;
 mod bench;
 mod exec;
+mod git_credential;
+mod hook;
+mod hook_git;
 mod keys;
 mod kill;
 mod kv;
@@ -128,6 +131,15 @@ pub enum Command {
     /// Warrant: its hooks, its MCP servers (through the gateway) and git
     /// credentials; everything is revoked when it exits
     Run(run::RunArgs),
+    /// Decide an agent's tool calls with Warrant: the hooks of Claude Code,
+    /// Codex, Cursor and Copilot CLI (run by the agent, as the run of
+    /// `warrant run` or `warrant exec`)
+    #[command(subcommand)]
+    Hook(hook::HookCommand),
+    /// git's credential helper: a short-lived credential for the run's
+    /// repository (set `credential.helper` to `warrant git-credential` and
+    /// `credential.useHttpPath` to `true`)
+    GitCredential(git_credential::GitCredentialArgs),
 }
 
 /// A command run by `warrant exec` exited with this non-zero code: pass it
@@ -232,6 +244,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::McpProxy(args) => mcp_proxy::run(&ctx, args).await,
         Command::Run(args) => match run::run(&ctx, args).await? {
+            0 => Ok(()),
+            code => Err(ChildExit(code).into()),
+        },
+        Command::GitCredential(args) => git_credential::run(&ctx, args).await,
+        Command::Hook(cmd) => match hook::run(&ctx, cmd).await? {
             0 => Ok(()),
             code => Err(ChildExit(code).into()),
         },
