@@ -13,6 +13,7 @@ pub mod glob;
 pub mod id;
 pub mod task;
 pub mod text;
+pub mod tool_args;
 pub mod user;
 
 pub use clock::{Clock, FakeClock, SystemClock};

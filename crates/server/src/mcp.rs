@@ -262,23 +262,13 @@ impl Warden for RunWarden {
 /// (lexically normalised, so `dir/../etc` is decided as `etc`), `url` or
 /// `uri`, and `command` or `cmd`. Everything stays in `arguments` as well.
 fn lift_arguments(args: &Value, context: &mut Value) {
-    let lifted: [(&str, &[&str]); 3] = [
-        ("path", &["path"]),
-        ("url", &["url", "uri"]),
-        ("command", &["command", "cmd"]),
-    ];
-    for (field, names) in lifted {
-        if let Some(v) = names
-            .iter()
-            .find_map(|n| args.get(n).and_then(Value::as_str))
-        {
-            let v = if field == "path" {
-                normalize_path(v)
-            } else {
-                v.to_owned()
-            };
-            context[field] = Value::String(v);
-        }
+    for (field, v) in warrant_core::tool_args::lifted(args) {
+        let v = if field == "path" {
+            normalize_path(v)
+        } else {
+            v.to_owned()
+        };
+        context[field] = Value::String(v);
     }
 }
 

@@ -186,23 +186,13 @@ pub fn plan(call: &Call, gateway_servers: &[String]) -> Plan {
 /// `crates/server/src/mcp.rs`), lifted the same way here so a policy reads
 /// them alike whichever enforcement point asked.
 fn lift_arguments(args: &Value, root: &Path, cwd: &Path, context: &mut Map<String, Value>) {
-    let lifted: [(&str, &[&str]); 3] = [
-        ("path", &["path"]),
-        ("url", &["url", "uri"]),
-        ("command", &["command", "cmd"]),
-    ];
-    for (field, names) in lifted {
-        if let Some(v) = names
-            .iter()
-            .find_map(|n| args.get(n).and_then(Value::as_str))
-        {
-            let v = if field == "path" {
-                relative_path(root, cwd, v)
-            } else {
-                v.to_owned()
-            };
-            context.insert(field.into(), Value::String(v));
-        }
+    for (field, v) in warrant_core::tool_args::lifted(args) {
+        let v = if field == "path" {
+            relative_path(root, cwd, v)
+        } else {
+            v.to_owned()
+        };
+        context.insert(field.into(), Value::String(v));
     }
 }
 

@@ -155,31 +155,16 @@ async fn the_python_sdk_sees_only_allowed_tools_and_loses_its_session_with_the_t
         .await
         .assert_ok(201)
         .clone();
-    let base = server.base.clone();
-    let claim = task["claim"].as_str().unwrap().to_owned();
     let task_id = task["id"].as_str().unwrap().to_owned();
-
-    let mut agent = tokio::task::spawn_blocking(move || Agent::start(&base, "everything", &claim))
-        .await
-        .unwrap();
-    let (agent_back, listed) = tokio::task::spawn_blocking(move || {
-        let r = agent.send(json!({"op": "list"}));
-        (agent, r)
-    })
-    .await
-    .unwrap();
-    agent = agent_back;
+    let agent = Agent::spawn(&server.base, "everything", task["claim"].as_str().unwrap()).await;
+    let (agent, listed) = agent.ask(json!({"op": "list"})).await;
     assert_eq!(listed["tools"], json!(["echo"]), "{listed}");
-
-    let (agent_back, echoed, refused) = tokio::task::spawn_blocking(move || {
-        let e = agent
-            .send(json!({"op": "call", "name": "echo", "arguments": {"message": "hello gateway"}}));
-        let r = agent.send(json!({"op": "call", "name": "get-env", "arguments": {}}));
-        (agent, e, r)
-    })
-    .await
-    .unwrap();
-    agent = agent_back;
+    let (agent, echoed) = agent
+        .ask(json!({"op": "call", "name": "echo", "arguments": {"message": "hello gateway"}}))
+        .await;
+    let (agent, refused) = agent
+        .ask(json!({"op": "call", "name": "get-env", "arguments": {}}))
+        .await;
     assert_eq!(echoed["is_error"], false, "{echoed}");
     assert!(
         echoed["text"].as_str().unwrap().contains("hello gateway"),
@@ -227,11 +212,9 @@ async fn the_python_sdk_sees_only_allowed_tools_and_loses_its_session_with_the_t
         .post(&bob, &format!("/v1/tasks/{task_id}/end"), json!({}))
         .await
         .assert_ok(200);
-    let after = tokio::task::spawn_blocking(move || {
-        agent.send(json!({"op": "call", "name": "echo", "arguments": {"message": "still there?"}}))
-    })
-    .await
-    .unwrap();
+    let (_agent, after) = agent
+        .ask(json!({"op": "call", "name": "echo", "arguments": {"message": "still there?"}}))
+        .await;
     assert!(
         after["ok"] == false || after["is_error"] == true,
         "a call after the task ended went through: {after}"
