@@ -38,14 +38,8 @@ impl Setup {
         )
         .unwrap();
         let server = Server::start_with_config(&dir.path().join("data"), &config, dir.path());
-        let bob = server.admin().args(["user", "add", "bob"]).json()["token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        server
-            .admin()
-            .args(["agent", "add", "claude", "--tier", "propose"])
-            .json();
+        let bob = server.add_user("bob", &[]);
+        server.add_agent("claude", "propose");
         Self { server, bob, dir }
     }
 

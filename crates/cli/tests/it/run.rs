@@ -148,17 +148,8 @@ command = ["node", "{entry}", "stdio"]
         .args(["kv", "put", "vault", "npm-token", "--from-file"])
         .arg(&token_file)
         .json();
-    let olga = server
-        .admin()
-        .args(["user", "add", "olga", "--group", "operators"])
-        .json()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    server
-        .admin()
-        .args(["agent", "add", "claude", "--tier", "privileged"])
-        .json();
+    let olga = server.add_user("olga", &["operators"]);
+    server.add_agent("claude", "privileged");
     let task = server
         .as_user(&olga)
         .args(["task", "create", "--agent", "claude", "--purpose", "wired"])

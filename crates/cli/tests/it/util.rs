@@ -334,6 +334,23 @@ impl Server {
         cmd
     }
 
+    /// A new user (admin-made) in `groups`: its API token.
+    pub fn add_user(&self, name: &str, groups: &[&str]) -> String {
+        let mut cmd = self.admin();
+        cmd.args(["user", "add", name]);
+        for g in groups {
+            cmd.args(["--group", g]);
+        }
+        cmd.json()["token"].as_str().unwrap().to_owned()
+    }
+
+    /// A new agent of `tier`.
+    pub fn add_agent(&self, name: &str, tier: &str) {
+        self.admin()
+            .args(["agent", "add", name, "--tier", tier])
+            .json();
+    }
+
     /// `warrant` with someone's token.
     pub fn as_user(&self, token: &str) -> TestCommand {
         let mut cmd = self.cmd();

@@ -47,6 +47,23 @@ fn server_filesystem() -> PathBuf {
     npm_server("@modelcontextprotocol/server-filesystem", "2026.8.31")
 }
 
+/// The config declaring server-everything (at `entry`) as `everything`.
+fn everything_config(entry: &std::path::Path) -> String {
+    format!(
+        "[[mcp.servers]]\nname = \"everything\"\ncommand = [\"node\", \"{}\", \"stdio\"]\n",
+        entry.display()
+    )
+}
+
+/// A server in `root` with `config` as its config file.
+async fn serve(root: &tempfile::TempDir, config: &str) -> Server {
+    let file = root.path().join("warrant.toml");
+    std::fs::write(&file, config).unwrap();
+    let mut opts = options(&root.path().join("data"));
+    opts.config_file = Some(file);
+    Server::start_with(opts).await.unwrap()
+}
+
 struct Agent {
     child: Child,
     stdin: ChildStdin,
@@ -131,18 +148,7 @@ fn read(stdout: &mut BufReader<ChildStdout>) -> Value {
 async fn the_python_sdk_sees_only_allowed_tools_and_loses_its_session_with_the_task() {
     let entry = server_everything();
     let root = private_tempdir();
-    let config = root.path().join("warrant.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[mcp.servers]]\nname = \"everything\"\ncommand = [\"node\", \"{}\", \"stdio\"]\n",
-            entry.display()
-        ),
-    )
-    .unwrap();
-    let mut opts = options(&root.path().join("data"));
-    opts.config_file = Some(config);
-    let server = Server::start_with(opts).await.unwrap();
+    let server = serve(&root, &everything_config(&entry)).await;
     let bob = add_user(&server, "bob", &[]).await;
     add_agent(&server, "claude", "propose").await;
     let task = server
@@ -283,20 +289,16 @@ permit (principal is Run, action == Action::"mcp.call", resource == Tool::"files
             ),
         )],
     );
-    let config = root.path().join("warrant.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let server = serve(
+        &root,
+        &format!(
             "[policy]\ndir = \"{}\"\n\n[[mcp.servers]]\nname = \"files\"\ncommand = [\"node\", \"{}\", \"{}\"]\n",
             policies.display(),
             entry.display(),
             files.display()
         ),
     )
-    .unwrap();
-    let mut opts = options(&root.path().join("data"));
-    opts.config_file = Some(config);
-    let server = Server::start_with(opts).await.unwrap();
+    .await;
     let bob = add_user(&server, "bob", &[]).await;
     let alice = add_user(&server, "alice", &["approvers"]).await;
     add_agent(&server, "claude", "propose").await;
@@ -414,10 +416,9 @@ async fn upstream_credentials_are_leased_per_session_and_never_reach_the_agent()
     let keys = root.path().join("kv.keys");
     std::fs::write(&keys, format!("k1 {}\n", "cd".repeat(32))).unwrap();
     std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let config = root.path().join("warrant.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let server = serve(
+        &root,
+        &format!(
             r#"
 [[engines]]
 name = "vault"
@@ -441,10 +442,7 @@ params = {{ secret = "everything-api-key" }}
             entry = entry.display()
         ),
     )
-    .unwrap();
-    let mut opts = options(&root.path().join("data"));
-    opts.config_file = Some(config);
-    let server = Server::start_with(opts).await.unwrap();
+    .await;
     server
         .send(
             reqwest::Method::PUT,
@@ -577,18 +575,7 @@ params = {{ secret = "everything-api-key" }}
 async fn a_run_without_tools_of_the_server_opens_no_session() {
     let entry = server_everything();
     let root = private_tempdir();
-    let config = root.path().join("warrant.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[mcp.servers]]\nname = \"everything\"\ncommand = [\"node\", \"{}\", \"stdio\"]\n",
-            entry.display()
-        ),
-    )
-    .unwrap();
-    let mut opts = options(&root.path().join("data"));
-    opts.config_file = Some(config);
-    let server = Server::start_with(opts).await.unwrap();
+    let server = serve(&root, &everything_config(&entry)).await;
     let bob = add_user(&server, "bob", &[]).await;
     add_agent(&server, "claude", "propose").await;
     let task = server
@@ -635,16 +622,12 @@ async fn a_run_without_tools_of_the_server_opens_no_session() {
 #[tokio::test]
 async fn a_run_lists_the_mcp_servers_it_can_use() {
     let root = private_tempdir();
-    let config = root.path().join("warrant.toml");
-    std::fs::write(
-        &config,
+    let server = serve(
+        &root,
         "[[mcp.servers]]\nname = \"everything\"\ncommand = [\"node\", \"x.js\"]\n\n\
          [[mcp.servers]]\nname = \"files\"\ncommand = [\"node\", \"y.js\"]\n",
     )
-    .unwrap();
-    let mut opts = options(&root.path().join("data"));
-    opts.config_file = Some(config);
-    let server = Server::start_with(opts).await.unwrap();
+    .await;
     let bob = add_user(&server, "bob", &[]).await;
     add_agent(&server, "claude", "propose").await;
     let run = crate::decisions::run_for(
